@@ -1,0 +1,93 @@
+import { homedir } from 'node:os';
+import { join } from 'node:path';
+import { z } from 'zod';
+
+const bool = z
+  .enum(['1', '0', 'true', 'false', 'yes', 'no', 'on', 'off', ''])
+  .transform((v) => v === '1' || v === 'true' || v === 'yes' || v === 'on');
+
+const HEX64 = /^[0-9a-f]{64}$/;
+
+/** The hub's environment, grouped by area. Parsed once in main.ts; nothing else reads process.env. */
+const HubEnv = z.object({
+  // --- HTTP ---
+  /** Interface to listen on. */
+  GRAFT_HUB_HOST: z.string().min(1).default('127.0.0.1'),
+  /** TCP port; 0 picks a free one (the chosen port is logged as `hub.listening`). */
+  GRAFT_HUB_PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** URL clients should use to reach this hub; defaults to http://HOST:PORT. */
+  GRAFT_HUB_PUBLIC_URL: z.url().optional(),
+
+  // --- Storage ---
+  /** Home of everything this hub writes locally: embedded Postgres, admin token, master key. */
+  GRAFT_DATA_DIR: z.string().min(1).default(join(homedir(), '.graft')),
+  /** Postgres connection string; unset runs an embedded Postgres under the data dir. */
+  DATABASE_URL: z.string().min(1).optional(),
+  /** Apply pending migrations at start; default on with embedded Postgres, off with DATABASE_URL. */
+  GRAFT_AUTO_MIGRATE: bool.optional(),
+  /** Max connections in the hub's Postgres pool. */
+  GRAFT_DB_POOL_SIZE: z.coerce.number().int().min(1).max(500).default(20),
+
+  // --- Security ---
+  /** Bootstrap admin API key (64 hex chars) used on first boot of an empty database. */
+  GRAFT_ADMIN_TOKEN: z
+    .string()
+    .regex(HEX64, 'must be 64 lower-case hex characters (generate one with: openssl rand -hex 32)')
+    .optional(),
+  /** Enables POST /api/v1/auth/dev-login (any email logs in). Never in production. */
+  GRAFT_DEV_AUTH: bool.default(false),
+  /** 32-byte key (64 hex chars or base64) that encrypts secrets and JWT keys at rest. */
+  GRAFT_MASTER_KEY: z.string().min(1).optional(),
+  /** Lifetime of user JWTs from dev login, in seconds. */
+  GRAFT_USER_TOKEN_TTL_SECS: z.coerce.number().int().min(60).max(30 * 86400).default(12 * 3600),
+  /** Lifetime of agent JWTs, in seconds (agents refresh before expiry). */
+  GRAFT_AGENT_TOKEN_TTL_SECS: z.coerce.number().int().min(60).max(86400).default(15 * 60),
+
+  // --- Observability ---
+  /** Minimum log level. */
+  GRAFT_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
+});
+
+/** Parsed hub configuration. */
+export interface HubConfig {
+  http: { host: string; port: number; publicUrl: string | undefined };
+  storage: { dataDir: string; databaseUrl: string | undefined; poolSize: number; autoMigrate: boolean };
+  security: {
+    adminToken: string | undefined;
+    devAuth: boolean;
+    masterKey: string | undefined;
+    userTokenTtlSecs: number;
+    agentTokenTtlSecs: number;
+  };
+  log: { level: 'debug' | 'info' | 'warn' | 'error' };
+}
+
+/** A configuration problem, reported as one line per bad variable. */
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+}
+
+/** Parses and checks the hub's environment. */
+export function loadHubConfig(env: Record<string, string | undefined>): HubConfig {
+  const parsed = HubEnv.safeParse(env);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n  ${lines.join('\n  ')}`);
+  }
+  const e = parsed.data;
+  if (e.DATABASE_URL && !e.GRAFT_MASTER_KEY) {
+    throw new ConfigError('invalid configuration:\n  GRAFT_MASTER_KEY: required when DATABASE_URL is set (generate one with: openssl rand -hex 32)');
+  }
+  return {
+    http: { host: e.GRAFT_HUB_HOST, port: e.GRAFT_HUB_PORT, publicUrl: e.GRAFT_HUB_PUBLIC_URL },
+    storage: { dataDir: e.GRAFT_DATA_DIR, databaseUrl: e.DATABASE_URL, poolSize: e.GRAFT_DB_POOL_SIZE, autoMigrate: e.GRAFT_AUTO_MIGRATE ?? !e.DATABASE_URL },
+    security: {
+      adminToken: e.GRAFT_ADMIN_TOKEN,
+      devAuth: e.GRAFT_DEV_AUTH,
+      masterKey: e.GRAFT_MASTER_KEY,
+      userTokenTtlSecs: e.GRAFT_USER_TOKEN_TTL_SECS,
+      agentTokenTtlSecs: e.GRAFT_AGENT_TOKEN_TTL_SECS,
+    },
+    log: { level: e.GRAFT_LOG_LEVEL },
+  };
+}

@@ -1,0 +1,100 @@
+import type { Selectable } from 'kysely';
+import type { AgentsTable, ApiKeysTable, ProjectsTable, TemplateVersionsTable, UsersTable } from '@graft/db';
+import type { Activity, Agent, ApiKey, ApiKeyScope, DesiredState, PendingReason, Phase, Project, ProjectRole, TemplateSpec, TemplateVersion, User } from '@graft/protocol';
+
+const iso = (d: Date): string => d.toISOString();
+const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
+
+/** Row → API user. */
+export function toUser(r: Selectable<UsersTable>): User {
+  return { id: r.id, email: r.email, name: r.name, isAdmin: r.is_admin, createdAt: iso(r.created_at) };
+}
+
+/** Row → API key listing (never the token or its hash). */
+export function toApiKey(r: Selectable<ApiKeysTable>): ApiKey {
+  return {
+    id: r.id,
+    name: r.name,
+    prefix: r.prefix,
+    scopes: r.scopes as ApiKeyScope[],
+    expiresAt: isoOrNull(r.expires_at),
+    lastUsedAt: isoOrNull(r.last_used_at),
+    revokedAt: isoOrNull(r.revoked_at),
+    createdAt: iso(r.created_at),
+  };
+}
+
+/** Row → API project, with the caller's role. */
+export function toProject(r: Selectable<ProjectsTable>, role: ProjectRole | null): Project {
+  return {
+    id: r.id,
+    name: r.name,
+    gitRemote: r.git_remote,
+    labels: r.labels,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    role,
+  };
+}
+
+/** Row → API template version. */
+export function toTemplateVersion(r: Selectable<TemplateVersionsTable>): TemplateVersion {
+  return {
+    ...(r.spec as unknown as TemplateSpec),
+    templateId: r.template_id,
+    version: r.version,
+    contentHash: r.content_hash,
+    createdAt: iso(r.created_at),
+    createdBy: r.created_by,
+  };
+}
+
+/** The agent columns the API shows (env stays server-side: it may carry credentials). */
+export const AGENT_COLUMNS = [
+  'id',
+  'name',
+  'project_id',
+  'template_id',
+  'template_version',
+  'phase',
+  'activity',
+  'detail',
+  'desired_state',
+  'generation',
+  'broker_id',
+  'pending_reason',
+  'task',
+  'labels',
+  'created_by',
+  'created_at',
+  'updated_at',
+  'last_seen_at',
+] as const;
+
+/** The agent row as selected with {@link AGENT_COLUMNS}. */
+export type AgentRow = Pick<Selectable<AgentsTable>, (typeof AGENT_COLUMNS)[number]>;
+
+/** Row → API agent. */
+export function toAgent(r: AgentRow): Agent {
+  return {
+    id: r.id,
+    name: r.name,
+    projectId: r.project_id,
+    templateId: r.template_id,
+    templateVersion: r.template_version,
+    phase: r.phase as Phase,
+    activity: r.activity as Activity | null,
+    detail: r.detail,
+    desiredState: r.desired_state as DesiredState,
+    generation: Number(r.generation),
+    brokerId: r.broker_id,
+    pendingReason: r.pending_reason as PendingReason | null,
+    task: r.task,
+    labels: r.labels,
+    createdBy: r.created_by,
+    createdAt: iso(r.created_at),
+    updatedAt: iso(r.updated_at),
+    lastSeenAt: isoOrNull(r.last_seen_at),
+  };
+}

@@ -1,0 +1,85 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@graft/log';
+import { GraftError } from '@graft/protocol';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import type { Authenticator } from '../auth/authenticator.js';
+import type { Principal } from '../auth/principal.js';
+import { errorMiddleware, sendError } from './error-middleware.js';
+import type { HubMetrics } from './metrics.js';
+import { initRequestState, requestState } from './request-context.js';
+import type { RouteSpec } from './route.js';
+import { validate } from './validate.js';
+
+/** What the HTTP app needs from the rest of the hub. */
+export interface AppDeps {
+  routes: readonly RouteSpec[];
+  authenticator: Authenticator;
+  metrics: HubMetrics;
+  log: Logger;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._-]{1,128}$/;
+const BODY_LIMIT = '1mb';
+
+function authorise(spec: RouteSpec, principal: Principal): void {
+  if (spec.auth === 'none') return;
+  if (principal.kind === 'anonymous') throw new GraftError('unauthorized', 'authentication required: send "Authorization: Bearer <token>"');
+  if (spec.auth === 'user' && principal.kind !== 'user') throw new GraftError('forbidden', 'this endpoint is for users, not agents');
+  if (spec.auth === 'agent' && principal.kind !== 'agent') throw new GraftError('forbidden', 'this endpoint is for agent tokens only');
+  if (principal.kind === 'user' && principal.via === 'api_key' && spec.method !== 'get' && !principal.scopes.includes('write')) {
+    throw new GraftError('forbidden', 'this API key is read-only (scope "write" missing)');
+  }
+}
+
+/** Builds the express app: request ids, metrics, JSON parsing, auth, validated routes, errors. */
+export function createApp(deps: AppDeps): express.Express {
+  const { log, metrics, authenticator } = deps;
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('etag', false);
+  app.set('query parser', 'simple');
+
+  app.use((req: Request, res: Response, next: NextFunction) => {
+    const incoming = req.get('x-request-id');
+    const requestId = incoming && REQUEST_ID_RE.test(incoming) ? incoming : randomUUID();
+    initRequestState(req, { requestId, principal: { kind: 'anonymous' }, routePattern: undefined });
+    res.setHeader('X-Request-Id', requestId);
+    const started = process.hrtime.bigint();
+    res.on('finish', () => {
+      const s = requestState(req);
+      const secs = Number(process.hrtime.bigint() - started) / 1e9;
+      metrics.httpDuration.observe({ method: req.method, route: s.routePattern ?? 'unmatched', status: String(res.statusCode) }, secs);
+      if (res.statusCode >= 500) log.warn('http.request_failed', { requestId, method: req.method, route: s.routePattern, status: res.statusCode, ms: secs * 1000 });
+      else log.debug('http.request', { requestId, method: req.method, route: s.routePattern, status: res.statusCode, ms: secs * 1000 });
+    });
+    next();
+  });
+
+  app.use(express.json({ limit: BODY_LIMIT, strict: false }));
+
+  for (const spec of deps.routes) {
+    app[spec.method](spec.path, async (req: Request, res: Response) => {
+      const state = requestState(req);
+      state.routePattern = spec.path;
+      if (spec.body && req.headers['content-length'] !== '0' && req.body === undefined && req.headers['content-type']) {
+        throw new GraftError('unsupported_media_type', `Content-Type must be application/json (got ${req.headers['content-type']})`);
+      }
+      const principal = spec.auth === 'none' ? ({ kind: 'anonymous' } as const) : await authenticator.authenticate(req.get('authorization'));
+      state.principal = principal;
+      authorise(spec, principal);
+      const params = spec.params ? validate(spec.params, req.params, 'params') : {};
+      const query = spec.query ? validate(spec.query, req.query, 'query') : {};
+      const body = spec.body ? validate(spec.body, req.body ?? {}, 'body') : undefined;
+      const result = await spec.handler({ params, query, body, principal, requestId: state.requestId, req, res });
+      if (result === undefined) return;
+      if (result.body === undefined) res.status(result.status).end();
+      else res.status(result.status).json(result.body);
+    });
+  }
+
+  app.use((req: Request, res: Response) => {
+    sendError(res, requestState(req).requestId, 'not_found', `no route for ${req.method} ${req.path}`);
+  });
+  app.use(errorMiddleware(log));
+  return app;
+}

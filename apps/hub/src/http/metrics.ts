@@ -1,0 +1,31 @@
+import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+
+/** The hub's Prometheus metrics, on a registry of its own. */
+export interface HubMetrics {
+  registry: Registry;
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+}
+
+/** Creates the registry; `agentsByPhase` is read from the database at scrape time. */
+export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: string; count: number }>>): HubMetrics {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const httpDuration = new Histogram({
+    name: 'graft_http_request_duration_seconds',
+    help: 'HTTP request latency by method, route pattern and status code',
+    labelNames: ['method', 'route', 'status'] as const,
+    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [registry],
+  });
+  new Gauge({
+    name: 'graft_agents',
+    help: 'Agents by phase',
+    labelNames: ['phase'] as const,
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const { phase, count } of await agentsByPhase()) this.set({ phase }, count);
+    },
+  });
+  return { registry, httpDuration };
+}

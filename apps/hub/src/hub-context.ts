@@ -1,0 +1,20 @@
+import type { Database } from '@graft/db';
+import type { Logger } from '@graft/log';
+import type { Kysely } from 'kysely';
+import type { JwtService } from './auth/jwt-service.js';
+import type { SigningKeyStore } from './auth/signing-keys.js';
+import type { SecretBox } from './domain/secret-box.js';
+import type { HubMetrics } from './http/metrics.js';
+
+/** Everything route handlers need, wired once in main.ts. */
+export interface HubContext {
+  db: Kysely<Database>;
+  box: SecretBox;
+  jwt: JwtService;
+  signingKeys: SigningKeyStore;
+  metrics: HubMetrics;
+  log: Logger;
+  version: string;
+  startedAt: number;
+  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number };
+}

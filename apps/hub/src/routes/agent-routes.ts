@@ -1,0 +1,271 @@
+import {
+  Agent,
+  AgentStatusRequest,
+  AgentStatusResponse,
+  AgentToken,
+  applyStatus,
+  canTransition,
+  CreateAgentRequest,
+  decideAction,
+  GraftError,
+  IdParams,
+  type LifecycleAction,
+  ListAgentsQuery,
+  PageQuery,
+  pageOf,
+  type ProjectRole,
+} from '@graft/protocol';
+import { sql } from 'kysely';
+import type { Principal } from '../auth/principal.js';
+import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
+import { updateAgentState } from '../domain/agent-writer.js';
+import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
+import { AGENT_COLUMNS, toAgent } from '../domain/mappers.js';
+import { isUniqueViolation } from '../domain/pg-errors.js';
+import { uuidv7 } from '../domain/uuid.js';
+import type { HubContext } from '../hub-context.js';
+import { route, type RouteSpec } from '../http/route.js';
+
+const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** Agents: create, read, lifecycle actions, status reports and agent tokens. */
+export function agentRoutes(ctx: HubContext): RouteSpec[] {
+  const { db } = ctx;
+
+  /** Loads an agent the caller may act on with at least `min`; agents may only touch themselves. */
+  const loadAgent = async (principal: Principal, id: string, min: ProjectRole) => {
+    if (principal.kind === 'agent') {
+      if (principal.agentId !== id) throw new GraftError('forbidden', 'agent tokens may only act on their own agent');
+      if (min !== 'viewer') throw new GraftError('forbidden', 'agent tokens cannot change their own lifecycle');
+    }
+    const user = principal.kind === 'user' ? principal : undefined;
+    const row = await db
+      .selectFrom('agents as a')
+      .select(AGENT_COLUMNS.map((c) => `a.${c}` as const))
+      .$if(user !== undefined, (q) =>
+        q.select((eb) => eb.selectFrom('project_members as m').select('m.role').whereRef('m.project_id', '=', 'a.project_id').where('m.user_id', '=', user?.userId ?? '').as('role')),
+      )
+      .where('a.id', '=', id)
+      .executeTakeFirst();
+    if (!row) throw new GraftError('not_found', 'agent not found');
+    if (user && !user.isAdmin) {
+      const role = ((row as { role?: ProjectRole | null }).role ?? null) as ProjectRole | null;
+      if (role === null) throw new GraftError('not_found', 'agent not found');
+      if (!hasRole(role, min)) throw new GraftError('forbidden', `requires role ${min} in the agent's project (you are ${role})`, { required: min, role });
+    }
+    return row;
+  };
+
+  const lifecycle = (action: Exclude<LifecycleAction, 'delete'>, summary: string) =>
+    route({
+      method: 'post',
+      path: `/api/v1/agents/:id/${action}`,
+      summary,
+      tag: 'agents',
+      auth: 'user',
+      params: IdParams,
+      responses: { 200: Agent },
+      handler: async ({ params, principal }) => {
+        await loadAgent(principal, params.id, 'member');
+        await updateAgentState(db, params.id, (cur) => {
+          const out = decideAction(cur, action);
+          if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase, desiredState: cur.desiredState, action });
+          // No broker owns an unplaced agent, so the hub itself observes it stopping.
+          const stopNow = action === 'stop' && cur.brokerId === null && canTransition(cur.phase, 'stopped');
+          return {
+            set: {
+              desired_state: out.desiredState,
+              generation: out.bumpGeneration ? cur.generation + 1 : cur.generation,
+              ...(stopNow ? { phase: 'stopped', activity: null, pending_reason: null } : {}),
+            },
+            result: () => undefined,
+          };
+        });
+        ctx.log.info('agent.action', { agentId: params.id, action });
+        const row = await db.selectFrom('agents').select(AGENT_COLUMNS).where('id', '=', params.id).executeTakeFirstOrThrow();
+        return { status: 200, body: toAgent(row) };
+      },
+    });
+
+  return [
+    route({
+      method: 'get',
+      path: '/api/v1/agents',
+      summary: 'List agents the caller may see, filtered by projectId, userId (creator), phase or brokerId',
+      tag: 'agents',
+      auth: 'user',
+      query: PageQuery.extend(ListAgentsQuery.shape),
+      responses: { 200: pageOf(Agent) },
+      handler: async ({ query, principal }) => {
+        const user = asUser(principal);
+        if (query.projectId) await requireProjectRole(db, principal, query.projectId, 'viewer');
+        const after = decodeCursor(query.cursor, isUuidKey);
+        let q = db.selectFrom('agents').select(AGENT_COLUMNS);
+        if (query.projectId) q = q.where('project_id', '=', query.projectId);
+        else if (!user.isAdmin) q = q.where('project_id', 'in', db.selectFrom('project_members').select('project_id').where('user_id', '=', user.userId));
+        if (query.userId) q = q.where('created_by', '=', query.userId);
+        if (query.phase) q = q.where('phase', '=', query.phase);
+        if (query.brokerId) q = q.where('broker_id', '=', query.brokerId);
+        if (after) q = q.where('id', '>', after);
+        const rows = await q.orderBy('id').limit(query.limit + 1).execute();
+        return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toAgent) };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents',
+      summary: 'Create an agent from a template (project member); it waits in phase created until a broker takes it',
+      tag: 'agents',
+      auth: 'user',
+      body: CreateAgentRequest,
+      responses: { 201: Agent },
+      handler: async ({ body, principal }) => {
+        const user = asUser(principal);
+        await requireProjectRole(db, principal, body.projectId, 'member');
+        const [ref = '', pinned] = body.template.split('@');
+        const byId = UUID_RE.test(ref);
+        const template = await db
+          .selectFrom('templates')
+          .select(['id', 'latest_version', 'project_id'])
+          .$if(byId, (q) => q.where('id', '=', ref.toLowerCase()))
+          .$if(!byId, (q) => q.where('name', '=', ref))
+          .where((eb) => eb.or([eb('project_id', '=', body.projectId), eb('project_id', 'is', null)]))
+          // A project's own template shadows a global one of the same name.
+          .orderBy(sql`project_id IS NULL`)
+          .executeTakeFirst();
+        if (!template) throw new GraftError('not_found', `template ${ref} not found in this project or among global templates`, { field: 'template' });
+        const version = pinned ? Number(pinned) : template.latest_version;
+        if (version > template.latest_version) throw new GraftError('not_found', `template ${ref} has no version ${version} (latest is ${template.latest_version})`, { field: 'template' });
+        const id = uuidv7();
+        try {
+          const row = await db
+            .insertInto('agents')
+            .values({
+              id,
+              project_id: body.projectId,
+              name: body.name,
+              template_id: template.id,
+              template_version: version,
+              phase: 'created',
+              desired_state: 'running',
+              // Placement arrives with brokers; until one can take the agent it waits with a reason.
+              pending_reason: 'no_broker',
+              broker_id: null,
+              task: body.task ?? null,
+              env: JSON.stringify(body.env ?? {}),
+              labels: JSON.stringify(body.labels ?? {}),
+              created_by: user.userId,
+            })
+            .returning(AGENT_COLUMNS)
+            .executeTakeFirstOrThrow();
+          ctx.log.info('agent.created', { agentId: id, projectId: body.projectId, templateId: template.id, templateVersion: version });
+          return { status: 201, body: toAgent(row) };
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new GraftError('conflict', `an agent named ${body.name} already exists in this project`, { field: 'name' });
+          throw err;
+        }
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/agents/:id',
+      summary: 'One agent (project viewer, or the agent itself)',
+      tag: 'agents',
+      auth: 'any',
+      params: IdParams,
+      responses: { 200: Agent },
+      handler: async ({ params, principal }) => ({ status: 200, body: toAgent(await loadAgent(principal, params.id, 'viewer')) }),
+    }),
+    lifecycle('suspend', 'Suspend: keep workspace and harness session for a later resume (project member)'),
+    lifecycle('start', 'Start: resume a suspended agent, or start a stopped/error one fresh (project member)'),
+    lifecycle('stop', 'Stop the agent, keeping its record (project member)'),
+    lifecycle('restart', 'Restart: stop, then start fresh (project member)'),
+    route({
+      method: 'delete',
+      path: '/api/v1/agents/:id',
+      summary: 'Delete: 204 when removed now; 202 while its broker stops and removes it',
+      tag: 'agents',
+      auth: 'user',
+      params: IdParams,
+      responses: { 204: null, 202: Agent },
+      handler: async ({ params, principal }) => {
+        await loadAgent(principal, params.id, 'member');
+        const removeNow = await updateAgentState(db, params.id, (cur) => {
+          if (cur.brokerId === null) return { noop: true };
+          const out = decideAction(cur, 'delete');
+          if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase });
+          return { set: { desired_state: 'deleted', generation: out.bumpGeneration ? cur.generation + 1 : cur.generation }, result: () => false };
+        });
+        if (removeNow) {
+          await db.deleteFrom('agents').where('id', '=', params.id).where('broker_id', 'is', null).execute();
+          ctx.log.info('agent.deleted', { agentId: params.id });
+          return { status: 204 };
+        }
+        const row = await db.selectFrom('agents').select(AGENT_COLUMNS).where('id', '=', params.id).executeTakeFirstOrThrow();
+        return { status: 202, body: toAgent(row) };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents/:id/status',
+      summary: "Report the agent's own phase/activity/detail (agent token, self only)",
+      tag: 'agents',
+      auth: 'agent',
+      params: IdParams,
+      body: AgentStatusRequest,
+      responses: { 200: AgentStatusResponse },
+      handler: async ({ params, body, principal }) => {
+        if (principal.kind !== 'agent' || principal.agentId !== params.id) throw new GraftError('forbidden', 'agent tokens may only report on their own agent');
+        const now = new Date();
+        const out = await updateAgentState(db, params.id, (cur) => {
+          const r = applyStatus(cur, { phase: body.phase, activity: body.activity, detail: body.detail }, body.source);
+          if (!r.ok) {
+            throw new GraftError(r.reason === 'platform_only' ? 'forbidden' : 'invalid_transition', r.message, { phase: cur.phase, activity: cur.activity });
+          }
+          return {
+            set: {
+              phase: r.phase,
+              activity: r.activity,
+              detail: r.detail,
+              last_seen_at: now,
+              ...(r.activityChanged || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
+            },
+            result: (w) => ({ phase: w.phase, activity: w.activity, detail: w.detail, generation: w.generation, desiredState: w.desiredState, ignored: r.ignored }),
+          };
+        });
+        return { status: 200, body: out };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents/:id/token',
+      summary: "Mint the agent's short-lived JWT (project admin)",
+      tag: 'agents',
+      auth: 'user',
+      params: IdParams,
+      responses: { 201: AgentToken },
+      handler: async ({ params, principal }) => {
+        const agent = await loadAgent(principal, params.id, 'admin');
+        if (agent.desired_state === 'deleted') throw new GraftError('invalid_transition', 'agent is being deleted', { phase: agent.phase });
+        const signed = ctx.jwt.sign({ typ: 'agent', sub: agent.id, prj: agent.project_id }, ctx.settings.agentTokenTtlSecs);
+        ctx.log.info('agent.token_minted', { agentId: agent.id, by: asUser(principal).userId });
+        return { status: 201, body: { token: signed.token, expiresAt: signed.expiresAt.toISOString(), agentId: agent.id } };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents/:id/token/refresh',
+      summary: 'Exchange a still-valid agent token for a fresh one (agent token, self only)',
+      tag: 'agents',
+      auth: 'agent',
+      params: IdParams,
+      responses: { 201: AgentToken },
+      handler: async ({ params, principal }) => {
+        const agent = await loadAgent(principal, params.id, 'viewer');
+        if (agent.desired_state === 'deleted') throw new GraftError('forbidden', 'agent is being deleted; no new tokens');
+        const signed = ctx.jwt.sign({ typ: 'agent', sub: agent.id, prj: agent.project_id }, ctx.settings.agentTokenTtlSecs);
+        return { status: 201, body: { token: signed.token, expiresAt: signed.expiresAt.toISOString(), agentId: agent.id } };
+      },
+    }),
+  ];
+}

@@ -1,0 +1,140 @@
+import { mkdirSync } from 'node:fs';
+import type { Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { join } from 'node:path';
+import { createDatabase, type EmbeddedPostgresHandle, migrate, startEmbeddedPostgres } from '@graft/db';
+import type { Logger } from '@graft/log';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { Authenticator } from './auth/authenticator.js';
+import { JwtService } from './auth/jwt-service.js';
+import { SigningKeyStore } from './auth/signing-keys.js';
+import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
+import type { HubConfig } from './config.js';
+import { SecretBox } from './domain/secret-box.js';
+import type { HubContext } from './hub-context.js';
+import { createApp } from './http/create-app.js';
+import { createHubMetrics } from './http/metrics.js';
+import type { RouteSpec } from './http/route.js';
+import { agentRoutes } from './routes/agent-routes.js';
+import { authRoutes } from './routes/auth-routes.js';
+import { metaRoutes } from './routes/meta-routes.js';
+import { projectRoutes } from './routes/project-routes.js';
+import { templateRoutes } from './routes/template-routes.js';
+import { HUB_VERSION } from './version.js';
+
+/** A running hub. */
+export interface RunningHub {
+  url: string;
+  port: number;
+  /** Stops accepting, drains in-flight requests, closes the pool and any embedded Postgres. */
+  stop(): Promise<void>;
+}
+
+/** Resolves where Postgres is: the configured URL, or an embedded cluster under the data dir. */
+export async function resolveDatabase(config: HubConfig, log: Logger): Promise<{ url: string; embedded: EmbeddedPostgresHandle | null }> {
+  if (config.storage.databaseUrl) return { url: config.storage.databaseUrl, embedded: null };
+  mkdirSync(config.storage.dataDir, { recursive: true, mode: 0o700 });
+  const started = Date.now();
+  const embedded = await startEmbeddedPostgres({ dataDir: join(config.storage.dataDir, 'postgres'), persistent: true });
+  log.info('embedded_postgres.started', { dataDir: embedded.dataDir, port: embedded.port, pid: embedded.pid, ms: Date.now() - started });
+  // The cluster's default database is `postgres`; the hub keeps its data in `graft`.
+  const admin = new pg.Client({ connectionString: embedded.url });
+  await admin.connect();
+  try {
+    const exists = await admin.query('SELECT 1 FROM pg_database WHERE datname = $1', ['graft']);
+    if (exists.rowCount === 0) await admin.query('CREATE DATABASE graft');
+  } finally {
+    await admin.end();
+  }
+  return { url: embedded.url.replace(/\/postgres$/, '/graft'), embedded };
+}
+
+/** Applies migrations against a database URL (what `graft hub migrate` runs). */
+export async function runMigrations(databaseUrl: string, log: Logger): Promise<{ applied: number }> {
+  const handle = createDatabase({ connectionString: databaseUrl, maxConnections: 2, applicationName: 'graft-migrate' });
+  try {
+    const r = await migrate(handle.pool, { onApplied: (m) => log.info('migration.applied', m) });
+    log.info('migrations.done', { applied: r.applied.length, alreadyApplied: r.alreadyApplied });
+    return { applied: r.applied.length };
+  } finally {
+    await handle.destroy();
+  }
+}
+
+/** Starts the hub: database (embedded or not), migrations in embedded mode, bootstrap, HTTP. */
+export async function startHubServer(config: HubConfig, log: Logger): Promise<RunningHub> {
+  const { url: databaseUrl, embedded } = await resolveDatabase(config, log);
+  try {
+    if (config.storage.autoMigrate) await runMigrations(databaseUrl, log.child({ component: 'migrator' }));
+    const master = resolveMasterKey(config.security.masterKey, config.storage.dataDir);
+    if (master.source === 'generated') log.info('master_key.generated', { file: join(config.storage.dataDir, 'master.key') });
+    const handle = createDatabase({ connectionString: databaseUrl, maxConnections: config.storage.poolSize, applicationName: 'graft-hub' });
+    const { db } = handle;
+    await db.selectFrom('graft_migrations' as never).select(sql`1`.as('x')).limit(1).execute().catch(() => {
+      throw new Error('database schema is missing: run `graft hub migrate` first');
+    });
+    const box = new SecretBox(master.key);
+    const signingKeys = new SigningKeyStore(db, box);
+    await signingKeys.init();
+    const jwt = new JwtService(signingKeys);
+    const boot = await bootstrapAdmin(db, config.security.adminToken, config.storage.dataDir);
+    if (boot.created) {
+      log.info('admin.bootstrapped', { userId: boot.userId, tokenFile: boot.tokenFile });
+      if (boot.generatedToken) {
+        // Shown once, to the operator's terminal, never into the JSON log stream.
+        process.stderr.write(
+          `\n  Graft admin API key (shown once; also saved to ${boot.tokenFile}, mode 0600):\n\n    ${boot.generatedToken}\n\n`,
+        );
+      }
+    }
+    const metrics = createHubMetrics(async () => {
+      const rows = await db.selectFrom('agents').select(['phase', sql<string>`count(*)`.as('n')]).groupBy('phase').execute();
+      return rows.map((r) => ({ phase: r.phase, count: Number(r.n) }));
+    });
+    const ctx: HubContext = {
+      db,
+      box,
+      jwt,
+      signingKeys,
+      metrics,
+      log,
+      version: HUB_VERSION,
+      startedAt: Date.now(),
+      settings: { devAuth: config.security.devAuth, userTokenTtlSecs: config.security.userTokenTtlSecs, agentTokenTtlSecs: config.security.agentTokenTtlSecs },
+    };
+    const routes: RouteSpec[] = [];
+    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx));
+    const app = createApp({ routes, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
+    const server: Server = await new Promise((ok, fail) => {
+      const s = app.listen(config.http.port, config.http.host, () => ok(s));
+      s.once('error', fail);
+    });
+    server.keepAliveTimeout = 65_000;
+    const port = (server.address() as AddressInfo).port;
+    const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
+    const url = config.http.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    log.info('hub.listening', { url, port, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
+    let stopping: Promise<void> | undefined;
+    return {
+      url,
+      port,
+      stop: () => {
+        stopping ??= (async () => {
+          log.info('hub.stopping', {});
+          await new Promise<void>((ok) => {
+            server.close(() => ok());
+            server.closeIdleConnections();
+          });
+          await handle.destroy();
+          if (embedded) await embedded.stop();
+          log.info('hub.stopped', {});
+        })();
+        return stopping;
+      },
+    };
+  } catch (err) {
+    if (embedded) await embedded.stop().catch(() => {});
+    throw err;
+  }
+}

@@ -1,0 +1,5 @@
+import type { Migration } from '../migration.js';
+import { m0001Initial } from './0001-initial.js';
+
+/** Every migration, in order. Append only: released migrations are never edited or removed. */
+export const migrations: readonly Migration[] = [m0001Initial];

@@ -1,0 +1,127 @@
+import type { ColumnType, Generated, JSONColumnType } from 'kysely';
+
+/** A timestamptz with a database default: optional on insert. */
+type Timestamp = ColumnType<Date, Date | string | undefined, Date | string>;
+type NullableTimestamp = ColumnType<Date | null, Date | string | null | undefined, Date | string | null>;
+/** bigint columns come back from pg as strings; we only ever write numbers. */
+type BigIntColumn = ColumnType<string, number | undefined, number | string>;
+
+/** `users` table. */
+export interface UsersTable {
+  id: string;
+  email: string;
+  name: string | null;
+  is_admin: Generated<boolean>;
+  created_at: Timestamp;
+}
+
+/** `api_keys` table: only the SHA-256 of the token is stored. */
+export interface ApiKeysTable {
+  id: string;
+  user_id: string;
+  name: string;
+  token_hash: Buffer;
+  prefix: string;
+  scopes: string[];
+  expires_at: NullableTimestamp;
+  last_used_at: NullableTimestamp;
+  revoked_at: NullableTimestamp;
+  created_at: Timestamp;
+}
+
+/** `signing_keys` table: JWT HMAC keys, encrypted with the master key. */
+export interface SigningKeysTable {
+  kid: string;
+  secret_enc: string;
+  created_at: Timestamp;
+}
+
+/** `projects` table. */
+export interface ProjectsTable {
+  id: string;
+  name: string;
+  git_remote: string | null;
+  labels: JSONColumnType<Record<string, string>>;
+  created_by: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** `project_members` table. */
+export interface ProjectMembersTable {
+  project_id: string;
+  user_id: string;
+  role: 'viewer' | 'member' | 'admin';
+  created_at: Timestamp;
+}
+
+/** `project_secrets` table: values encrypted with the master key (AES-256-GCM). */
+export interface ProjectSecretsTable {
+  project_id: string;
+  name: string;
+  value_enc: string;
+  version: Generated<number>;
+  updated_by: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** `templates` table. */
+export interface TemplatesTable {
+  id: string;
+  name: string;
+  project_id: string | null;
+  latest_version: number;
+  created_by: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** `template_versions` table: immutable. */
+export interface TemplateVersionsTable {
+  template_id: string;
+  version: number;
+  spec: JSONColumnType<Record<string, unknown>>;
+  content_hash: string;
+  created_by: string | null;
+  created_at: Timestamp;
+}
+
+/** `agents` table. */
+export interface AgentsTable {
+  id: string;
+  project_id: string;
+  name: string;
+  template_id: string;
+  template_version: number;
+  phase: string;
+  activity: string | null;
+  detail: string | null;
+  desired_state: string;
+  generation: BigIntColumn;
+  /** Optimistic-concurrency counter: bumped on every write to the state columns. */
+  state_version: BigIntColumn;
+  broker_id: string | null;
+  pending_reason: string | null;
+  task: string | null;
+  env: JSONColumnType<Record<string, string>>;
+  labels: JSONColumnType<Record<string, string>>;
+  created_by: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+  activity_changed_at: NullableTimestamp;
+  last_seen_at: NullableTimestamp;
+}
+
+/** The whole database as Kysely sees it. */
+export interface Database {
+  users: UsersTable;
+  api_keys: ApiKeysTable;
+  signing_keys: SigningKeysTable;
+  projects: ProjectsTable;
+  project_members: ProjectMembersTable;
+  project_secrets: ProjectSecretsTable;
+  templates: TemplatesTable;
+  template_versions: TemplateVersionsTable;
+  agents: AgentsTable;
+}

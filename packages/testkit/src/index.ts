@@ -1,0 +1,4 @@
+export * from './fresh-database.js';
+export * from './hub-process.js';
+export * from './test-postgres.js';
+export * from './hub-fixture.js';
