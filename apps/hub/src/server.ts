@@ -108,7 +108,10 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const app = createApp({ routes, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
-      s.once('error', fail);
+      s.once('error', (err: NodeJS.ErrnoException) => {
+        if (err.code === 'EADDRINUSE') fail(new Error(`port ${config.http.port} on ${config.http.host} is already in use: stop the other process or set GRAFT_HUB_PORT`));
+        else fail(err);
+      });
     });
     server.keepAliveTimeout = 65_000;
     const port = (server.address() as AddressInfo).port;

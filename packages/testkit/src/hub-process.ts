@@ -38,7 +38,7 @@ export interface HubProcessOptions {
  */
 export async function startHubProcess(options: HubProcessOptions): Promise<HubProcess> {
   const dataDir = mkdtempSync(join(tmpdir(), 'graft-test-hub-'));
-  const adminToken = randomBytes(32).toString('hex');
+  const adminToken = options.env?.GRAFT_ADMIN_TOKEN ?? randomBytes(32).toString('hex');
   const env = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? dataDir,
@@ -46,7 +46,7 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
     GRAFT_HUB_PORT: '0',
     GRAFT_HUB_HOST: '127.0.0.1',
     GRAFT_DATA_DIR: dataDir,
-    GRAFT_MASTER_KEY: randomBytes(32).toString('hex'),
+    GRAFT_MASTER_KEY: options.env?.GRAFT_MASTER_KEY ?? randomBytes(32).toString('hex'),
     GRAFT_ADMIN_TOKEN: adminToken,
     GRAFT_DEV_AUTH: '1',
     GRAFT_AUTO_MIGRATE: '1',
