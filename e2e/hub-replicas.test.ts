@@ -51,7 +51,7 @@ describe('hub replicas on one database', () => {
       const me = await client.withToken(login.token).me();
       expect(me.kind === 'user' && me.user.email).toBe('replica-user@example.com');
     }
-    const rotated = await (await fetch(`${hubs[1]?.url}/api/v1/admin/signing-keys/rotate`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } })).json();
+    const rotated = (await (await fetch(`${hubs[1]?.url}/api/v1/admin/signing-keys/rotate`, { method: 'POST', headers: { authorization: `Bearer ${adminToken}` } })).json()) as { kid: string };
     expect(rotated.kid).toMatch(/^k/);
     // Replicas that have not seen the new kid load it from Postgres on first sight; old tokens stay valid.
     const fresh = await b.devLogin('replica-user@example.com');

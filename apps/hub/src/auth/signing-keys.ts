@@ -12,6 +12,7 @@ export interface SigningKey {
 }
 
 const aad = (kid: string) => `signing-key:${kid}`;
+const RELOAD_INTERVAL_MS = 1000;
 
 /**
  * JWT signing keys kept in Postgres (encrypted with the master key) so every replica signs and
@@ -21,6 +22,8 @@ const aad = (kid: string) => `signing-key:${kid}`;
 export class SigningKeyStore {
   private keys = new Map<string, SigningKey>();
   private current: SigningKey | undefined;
+  private lastReloadAt = 0;
+  private reloading: Promise<void> | undefined;
 
   constructor(
     private readonly db: Kysely<Database>,
@@ -50,11 +53,24 @@ export class SigningKeyStore {
     return this.current;
   }
 
-  /** The key for a kid, reloading once from the database if this replica has not seen it. */
+  /**
+   * The key for a kid. An unknown kid (a rotation on another replica) triggers a reload, but at
+   * most one per second and shared by concurrent callers, so tokens with made-up kids cannot turn
+   * every request into a database round trip.
+   */
   async verificationKey(kid: string): Promise<SigningKey | undefined> {
     const k = this.keys.get(kid);
     if (k) return k;
-    await this.reload();
+    this.reloading ??= (async () => {
+      const wait = this.lastReloadAt + RELOAD_INTERVAL_MS - Date.now();
+      if (wait > 0) await new Promise((ok) => setTimeout(ok, wait));
+      try {
+        await this.reload();
+      } finally {
+        this.reloading = undefined;
+      }
+    })();
+    await this.reloading;
     return this.keys.get(kid);
   }
 
@@ -80,5 +96,6 @@ export class SigningKeyStore {
     }
     this.keys = keys;
     this.current = newest;
+    this.lastReloadAt = Date.now();
   }
 }

@@ -6,6 +6,7 @@ import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { errorMiddleware, sendError } from './error-middleware.js';
 import type { HubMetrics } from './metrics.js';
+import { findNul } from './nul-check.js';
 import { initRequestState, requestState } from './request-context.js';
 import type { RouteSpec } from './route.js';
 import { validate } from './validate.js';
@@ -26,8 +27,9 @@ function authorise(spec: RouteSpec, principal: Principal): void {
   if (principal.kind === 'anonymous') throw new GraftError('unauthorized', 'authentication required: send "Authorization: Bearer <token>"');
   if (spec.auth === 'user' && principal.kind !== 'user') throw new GraftError('forbidden', 'this endpoint is for users, not agents');
   if (spec.auth === 'agent' && principal.kind !== 'agent') throw new GraftError('forbidden', 'this endpoint is for agent tokens only');
-  if (principal.kind === 'user' && principal.via === 'api_key' && spec.method !== 'get' && !principal.scopes.includes('write')) {
-    throw new GraftError('forbidden', 'this API key is read-only (scope "write" missing)');
+  if (principal.kind === 'user' && principal.via === 'api_key') {
+    const needed = spec.method === 'get' ? 'read' : 'write';
+    if (!principal.scopes.includes(needed)) throw new GraftError('forbidden', `this API key lacks the "${needed}" scope`);
   }
 }
 
@@ -67,9 +69,12 @@ export function createApp(deps: AppDeps): express.Express {
       const principal = spec.auth === 'none' ? ({ kind: 'anonymous' } as const) : await authenticator.authenticate(req.get('authorization'));
       state.principal = principal;
       authorise(spec, principal);
+      const nulAt = findNul(req.params, 'params') ?? findNul(req.query, 'query') ?? (spec.body ? findNul(req.body, 'body') : undefined);
+      if (nulAt) throw new GraftError('validation_error', `invalid ${nulAt.split('.')[0]}: ${nulAt}: must not contain NUL characters`, { issues: [{ path: nulAt, message: 'must not contain NUL characters', code: 'invalid_string' }] });
       const params = spec.params ? validate(spec.params, req.params, 'params') : {};
       const query = spec.query ? validate(spec.query, req.query, 'query') : {};
-      const body = spec.body ? validate(spec.body, req.body ?? {}, 'body') : undefined;
+      // No body at all reads as {} (all-optional bodies); an explicit JSON null is validated as sent.
+      const body = spec.body ? validate(spec.body, req.body === undefined ? {} : req.body, 'body') : undefined;
       const result = await spec.handler({ params, query, body, principal, requestId: state.requestId, req, res });
       if (result === undefined) return;
       if (result.body === undefined) res.status(result.status).end();

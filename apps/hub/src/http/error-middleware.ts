@@ -3,9 +3,10 @@ import { type ErrorBody, type ErrorCode, errorStatus, GraftError } from '@graft/
 import type { NextFunction, Request, Response } from 'express';
 import { requestState } from './request-context.js';
 
-/** Errors body-parser raises carry a `type`; this maps the ones a client can cause. */
+/** Errors body-parser raises carry a `type`; this maps the ones a client can cause, then falls back to the status. */
 function fromBodyParser(err: unknown): GraftError | undefined {
-  if (typeof err !== 'object' || err === null || !('type' in err)) return undefined;
+  if (typeof err !== 'object' || err === null) return undefined;
+  if (!('type' in err)) return fromClientStatus(err);
   switch ((err as { type: unknown }).type) {
     case 'entity.parse.failed':
       return new GraftError('bad_request', 'request body is not valid JSON');
@@ -17,8 +18,21 @@ function fromBodyParser(err: unknown): GraftError | undefined {
     case 'request.aborted':
       return new GraftError('bad_request', 'request aborted by the client');
     default:
-      return undefined;
+      return fromClientStatus(err);
   }
+}
+
+/**
+ * body-parser and the router raise http-errors with a 4xx `status` for client faults they do not
+ * tag with a `type` (a body that fails to decompress, a malformed percent-encoding in the path).
+ * The status is the classification; map it to our codes.
+ */
+function fromClientStatus(err: object): GraftError | undefined {
+  const status = (err as { status?: unknown; statusCode?: unknown }).status ?? (err as { statusCode?: unknown }).statusCode;
+  if (typeof status !== 'number' || status < 400 || status > 499) return undefined;
+  if (status === 413) return new GraftError('payload_too_large', 'request body exceeds the 1 MiB limit');
+  if (status === 415) return new GraftError('unsupported_media_type', 'unsupported body encoding or media type');
+  return new GraftError('bad_request', status === 400 ? 'malformed request: the URL or body could not be decoded' : `malformed request (status ${status})`);
 }
 
 /** Postgres SQLSTATE classes that mean "the database is not there right now". */

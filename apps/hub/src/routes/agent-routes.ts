@@ -71,12 +71,15 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           const out = decideAction(cur, action);
           if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase, desiredState: cur.desiredState, action });
           // No broker owns an unplaced agent, so the hub itself observes it stopping.
-          const stopNow = action === 'stop' && cur.brokerId === null && canTransition(cur.phase, 'stopped');
+          const unplaced = cur.brokerId === null;
+          const stopNow = action === 'stop' && unplaced && canTransition(cur.phase, 'stopped');
           return {
             set: {
               desired_state: out.desiredState,
               generation: out.bumpGeneration ? cur.generation + 1 : cur.generation,
-              ...(stopNow ? { phase: 'stopped', activity: null, pending_reason: null } : {}),
+              ...(stopNow ? { phase: 'stopped', activity: null } : {}),
+              // An unplaced agent waits for a broker exactly while it is wanted running.
+              ...(unplaced ? { pending_reason: out.desiredState === 'running' ? 'no_broker' : null } : {}),
             },
             result: () => undefined,
           };
@@ -122,6 +125,8 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       handler: async ({ body, principal }) => {
         const user = asUser(principal);
         await requireProjectRole(db, principal, body.projectId, 'member');
+        // Brokers join in the next milestone; until then no broker id can name one.
+        if (body.brokerId !== undefined) throw new GraftError('not_found', `broker ${body.brokerId} not found`, { field: 'brokerId' });
         const [ref = '', pinned] = body.template.split('@');
         const byId = UUID_RE.test(ref);
         const template = await db

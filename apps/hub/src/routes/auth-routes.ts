@@ -99,10 +99,12 @@ export function authRoutes(ctx: HubContext): RouteSpec[] {
         if (!user.isAdmin) q = q.where('user_id', '=', user.userId);
         const r = await q.executeTakeFirst();
         if (r.numUpdatedRows === 0n) {
+          // Revoking twice is idempotent for the owner; other users learn nothing about the key.
           const exists = await db.selectFrom('api_keys').select(['user_id', 'revoked_at']).where('id', '=', params.id).executeTakeFirst();
           if (!exists || (!user.isAdmin && exists.user_id !== user.userId)) throw new GraftError('not_found', 'API key not found');
+        } else {
+          ctx.log.info('api_key.revoked', { apiKeyId: params.id, by: user.userId });
         }
-        ctx.log.info('api_key.revoked', { apiKeyId: params.id, by: user.userId });
         return { status: 204 };
       },
     }),

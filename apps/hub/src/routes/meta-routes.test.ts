@@ -17,7 +17,7 @@ describe('meta routes', () => {
   it('GET /healthz answers without auth with status, version and uptime', async () => {
     const res = await fetch(`${base}/healthz`);
     expect(res.status).toBe(200);
-    const body = await res.json();
+    const body: unknown = await res.json();
     expect(body).toEqual({ status: 'ok', version: expect.any(String), uptimeSecs: expect.any(Number) });
   });
 
@@ -50,7 +50,7 @@ describe('meta routes', () => {
   it('answers unknown routes with the standard not_found body', async () => {
     const res = await fetch(`${base}/api/v1/nope`);
     expect(res.status).toBe(404);
-    const body = await res.json();
+    const body = (await res.json()) as { error: { code: string; requestId: string } };
     expect(body.error.code).toBe('not_found');
     expect(body.error.requestId).toBe(res.headers.get('x-request-id'));
   });
