@@ -171,6 +171,21 @@ describe('agent creation', () => {
     expect(other.projectId).toBe(projectB);
   });
 
+  it('answers 404 for an explicit brokerId, since no broker is registered', async () => {
+    const err = await failure(alice.createAgent({ projectId: projectA, name: 'pinned-broker', template: 'worker', brokerId: randomUUID() }));
+    expect([err.status, err.code]).toEqual([404, 'not_found']);
+    expect(err.details).toEqual({ field: 'brokerId' });
+  });
+
+  it('keeps pendingReason in step with the desired state of an unplaced agent', async () => {
+    const agent = await newAgent();
+    expect(agent.pendingReason).toBe('no_broker');
+    const stopped = await alice.agentAction(agent.id, 'stop');
+    expect([stopped.phase, stopped.desiredState, stopped.pendingReason]).toEqual(['stopped', 'stopped', null]);
+    const started = await alice.agentAction(agent.id, 'start');
+    expect([started.phase, started.desiredState, started.pendingReason, started.generation]).toEqual(['stopped', 'running', 'no_broker', 3]);
+  });
+
   it('lets members create agents but not viewers or non-members', async () => {
     const byMember = await bob.createAgent({ projectId: projectA, name: 'bobs-agent', template: 'worker' });
     expect(byMember.createdBy).toBe(bobId);

@@ -232,6 +232,9 @@ describe('API keys', () => {
     expect(inherited.status).toBe(201);
     expect(inherited.body.scopes).toEqual(['write']);
     expect((await u.client.listApiKeys()).items.map((k) => k.name).sort()).toEqual(['inherit', 'same', 'w']);
+    // Scopes are symmetric: without "read" a key cannot GET either.
+    expectError(await api(writeOnly.token, 'GET', '/api/v1/projects'), 403, 'forbidden');
+    expectError(await api(writeOnly.token, 'GET', '/api/v1/auth/me'), 403, 'forbidden');
   });
 
   it('answers 401 for a well-formed key that does not exist', async () => {
