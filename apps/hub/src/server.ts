@@ -23,6 +23,9 @@ import { projectRoutes } from './routes/project-routes.js';
 import { templateRoutes } from './routes/template-routes.js';
 import { HUB_VERSION } from './version.js';
 
+/** How long a stopping hub waits for in-flight requests before closing their connections. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
 /** A running hub. */
 export interface RunningHub {
   url: string;
@@ -125,8 +128,16 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       stop: () => {
         stopping ??= (async () => {
           log.info('hub.stopping', {});
+          // Stop accepting, let in-flight requests finish; keep-alive sockets that go idle are
+          // closed as they do, and whatever is still open after the grace period is cut.
           await new Promise<void>((ok) => {
             server.close(() => ok());
+            const sweep = setInterval(() => server.closeIdleConnections(), 100);
+            const cut = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
+            server.once('close', () => {
+              clearInterval(sweep);
+              clearTimeout(cut);
+            });
             server.closeIdleConnections();
           });
           await handle.destroy();

