@@ -2,7 +2,7 @@
 // run the workspace: bring pnpm (no global install needed), install dependencies, build.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { delimiter, dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -33,13 +33,19 @@ export function pnpmOnPath() {
   return pnpmWorks('pnpm');
 }
 
-/** Returns a pnpm 12 binary: one on PATH, else one installed into .tools/ with npm. */
+/**
+ * Returns a pnpm 12 binary: one on PATH, else one installed into .tools/ with npm. In the latter
+ * case .tools/node_modules/.bin goes first on this process's PATH, so package scripts that call
+ * `pnpm` (and everything spawned from here) find it too.
+ */
 export function ensurePnpm() {
   if (pnpmWorks('pnpm')) return 'pnpm';
-  if (existsSync(LOCAL_PNPM) && pnpmWorks(LOCAL_PNPM)) return LOCAL_PNPM;
-  step(`installing pnpm ${PNPM_VERSION} into .tools/ (one time)`);
-  run('npm', ['install', '--prefix', join(ROOT, '.tools'), '--no-save', '--no-audit', '--no-fund', '--loglevel=error', `pnpm@${PNPM_VERSION}`]);
-  if (!pnpmWorks(LOCAL_PNPM)) throw new Error('pnpm could not be installed into .tools/');
+  if (!(existsSync(LOCAL_PNPM) && pnpmWorks(LOCAL_PNPM))) {
+    step(`installing pnpm ${PNPM_VERSION} into .tools/ (one time)`);
+    run('npm', ['install', '--prefix', join(ROOT, '.tools'), '--no-save', '--no-audit', '--no-fund', '--loglevel=error', `pnpm@${PNPM_VERSION}`]);
+    if (!pnpmWorks(LOCAL_PNPM)) throw new Error('pnpm could not be installed into .tools/');
+  }
+  process.env.PATH = `${dirname(LOCAL_PNPM)}${delimiter}${process.env.PATH ?? ''}`;
   return LOCAL_PNPM;
 }
 
