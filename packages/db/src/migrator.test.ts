@@ -5,7 +5,15 @@ import type { Migration } from './migration.js';
 import { MigrationMismatchError, migrate } from './migrator.js';
 import { migrations } from './migrations/index.js';
 
-// A database of our own on the run's Postgres (testkit depends on this package, so not used here).
+// @graft/testkit depends on this package, so this test cannot import it, nor its declaration of
+// what the global setup provides; the same declaration is repeated here.
+declare module 'vitest' {
+  export interface ProvidedContext {
+    pgAdminUrl: string;
+  }
+}
+
+// A database of our own on the run's Postgres.
 const admin = inject('pgAdminUrl');
 const name = `graft_mig_${randomBytes(5).toString('hex')}`;
 const url = new URL(admin);
