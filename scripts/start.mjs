@@ -18,6 +18,8 @@ Set GRAFT_SKIP_BUILD=1 to skip install and build.
   process.exit(0);
 }
 
+// Asked before the bootstrap below may put its own pnpm on this process's PATH: the hint is for the user's shell.
+const graft = pnpmOnPath() ? 'pnpm graft' : 'npm run graft --';
 try {
   if (process.env.GRAFT_SKIP_BUILD !== '1') installAndBuild(ensurePnpm());
 } catch (err) {
@@ -40,7 +42,6 @@ hub.stdout.on('data', (chunk) => {
     if (!line.includes('"hub.listening"')) continue;
     const { url } = JSON.parse(line);
     const tokenFile = join(dataDir, 'admin-token');
-    const graft = pnpmOnPath() ? 'pnpm graft' : 'npm run graft --';
     const tokenHint = process.env.GRAFT_ADMIN_TOKEN
       ? 'the admin token is the GRAFT_ADMIN_TOKEN you set'
       : existsSync(tokenFile)
