@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { GraftClient } from '@graft/client';
-import type { ApiKey, CreatedApiKey, DevLoginResponse, ErrorBody, ErrorCode, Me, Page, RotatedSigningKey, User } from '@graft/protocol';
-import { type HubFixture, startHubFixture } from '@graft/testkit';
+import type { ApiKey, CreatedApiKey, ErrorBody, Me, Page, RotatedSigningKey, User } from '@graft/protocol';
+import { apiRequest, devLogin, expectApiError, type HubFixture, startHubFixture } from '@graft/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -23,32 +23,10 @@ afterAll(async () => {
   await fx?.stop();
 });
 
-interface Reply<T> {
-  status: number;
-  body: T;
-  text: string;
-}
-
-/** Raw request, so tests can send bad input and see exact statuses. `token: null` sends no Authorization header. */
-async function api<T = unknown>(token: string | null, method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<Reply<T>> {
-  const h: Record<string, string> = { ...headers };
-  if (token !== null) h.authorization = `Bearer ${token}`;
-  if (body !== undefined) h['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers: h, body: body === undefined ? null : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T, text };
-}
-
-/** Compares status and error code together so a failure shows both. */
-function expectError(r: Reply<unknown>, status: number, code: ErrorCode): void {
-  expect({ status: r.status, code: (r.body as Partial<ErrorBody> | undefined)?.error?.code }).toEqual({ status, code });
-}
-
-async function login(email: string): Promise<DevLoginResponse & { client: GraftClient }> {
-  const r = await api<DevLoginResponse>(null, 'POST', '/api/v1/auth/dev-login', { email });
-  expect(r.status).toBe(200);
-  return { ...r.body, client: new GraftClient({ baseUrl: base, token: r.body.token }) };
-}
+/** Raw request against this file's hub; `token: null` sends no Authorization header. */
+const api = <T = unknown>(token: string | null, method: string, path: string, body?: unknown, headers: Record<string, string> = {}) => apiRequest<T>(base, token, method, path, body, headers);
+const expectError = expectApiError;
+const login = (email: string) => devLogin(base, email);
 
 const jwtHeader = (token: string): { kid?: string; alg?: string } => JSON.parse(Buffer.from(token.split('.')[0] ?? '', 'base64url').toString('utf8'));
 const b64url = (v: unknown) => Buffer.from(JSON.stringify(v), 'utf8').toString('base64url');

@@ -1,6 +1,6 @@
 import { GraftClient } from '@graft/client';
-import type { DevLoginResponse, ErrorBody, ErrorCode, Page, Project, ProjectMember, RegisterProjectResponse, SecretMeta } from '@graft/protocol';
-import { type HubFixture, startHubFixture } from '@graft/testkit';
+import type { ErrorBody, Page, Project, ProjectMember, RegisterProjectResponse, SecretMeta } from '@graft/protocol';
+import { apiRequest, devLogin, expectApiError, type HubFixture, startHubFixture } from '@graft/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -24,30 +24,10 @@ afterAll(async () => {
   await fx?.stop();
 });
 
-interface Reply<T> {
-  status: number;
-  body: T;
-  text: string;
-}
-
-async function api<T = unknown>(token: string | null, method: string, path: string, body?: unknown): Promise<Reply<T>> {
-  const h: Record<string, string> = {};
-  if (token !== null) h.authorization = `Bearer ${token}`;
-  if (body !== undefined) h['content-type'] = 'application/json';
-  const res = await fetch(`${base}${path}`, { method, headers: h, body: body === undefined ? null : JSON.stringify(body) });
-  const text = await res.text();
-  return { status: res.status, body: (text === '' ? undefined : JSON.parse(text)) as T, text };
-}
-
-function expectError(r: Reply<unknown>, status: number, code: ErrorCode): void {
-  expect({ status: r.status, code: (r.body as Partial<ErrorBody> | undefined)?.error?.code }).toEqual({ status, code });
-}
-
-async function login(email: string): Promise<DevLoginResponse & { client: GraftClient }> {
-  const r = await api<DevLoginResponse>(null, 'POST', '/api/v1/auth/dev-login', { email });
-  expect(r.status).toBe(200);
-  return { ...r.body, client: new GraftClient({ baseUrl: base, token: r.body.token }) };
-}
+/** Raw request against this file's hub; `token: null` sends no Authorization header. */
+const api = <T = unknown>(token: string | null, method: string, path: string, body?: unknown) => apiRequest<T>(base, token, method, path, body);
+const expectError = expectApiError;
+const login = (email: string) => devLogin(base, email);
 
 const UUID_V5 = /^[0-9a-f]{8}-[0-9a-f]{4}-5[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
 const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;

@@ -1,6 +1,6 @@
-import { GraftApiError, GraftClient } from '@graft/client';
+import { GraftClient } from '@graft/client';
 import type { ErrorBody, Template, TemplateVersion } from '@graft/protocol';
-import { type HubFixture, startHubFixture } from '@graft/testkit';
+import { apiFailure, apiRequest, type HubFixture, startHubFixture } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
 let fx: HubFixture;
@@ -12,27 +12,10 @@ let aliceToken: string;
 let projectA: string;
 let projectB: string;
 
-/** The API error a call failed with; fails the test if the call succeeded. */
-async function failure(p: Promise<unknown>): Promise<GraftApiError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof GraftApiError) return err;
-    throw err;
-  }
-  throw new Error('expected the call to fail');
-}
+const failure = apiFailure;
 
 /** Raw request, for asserting exact status codes the typed client hides. */
-async function call(method: string, path: string, token: string, body?: unknown): Promise<{ status: number; body: unknown }> {
-  const res = await fetch(`${fx.hub.url}${path}`, {
-    method,
-    headers: { authorization: `Bearer ${token}`, ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? null : JSON.stringify(body),
-  });
-  const text = await res.text();
-  return { status: res.status, body: text === '' ? undefined : JSON.parse(text) };
-}
+const call = (method: string, path: string, token: string, body?: unknown) => apiRequest(fx.hub.url, token, method, path, body);
 
 beforeAll(async () => {
   fx = await startHubFixture(inject('pgAdminUrl'));
