@@ -1,6 +1,7 @@
 import type { AgentsTable, Database } from '@graft/db';
 import { type Activity, type AgentStateView, type DesiredState, GraftError, type Phase } from '@graft/protocol';
 import type { Kysely, Transaction, Updateable } from 'kysely';
+import { KeyedMutex } from './keyed-mutex.js';
 
 /** Optimistic attempts before falling back to a row lock (contention on one agent is rare). */
 const OPTIMISTIC_ATTEMPTS = 2;
@@ -70,10 +71,18 @@ async function attempt<T>(
 /**
  * Read-decide-write for every change of an agent's state. `decide` sees the current state and
  * returns the columns to write (or throws a GraftError). The fast path is optimistic: two round
- * trips and no lock, the write landing only if nobody changed the row in between. Under contention
- * it falls back to `SELECT ... FOR UPDATE` in a transaction, which always makes progress.
+ * trips and no lock, the write landing only if nobody changed the row in between. Writers on this
+ * replica queue per agent; a conflict can then only come from another replica, and after two it
+ * falls back to `SELECT ... FOR UPDATE` in a transaction, which always makes progress.
  */
-export async function updateAgentState<T>(db: Kysely<Database>, agentId: string, decide: (current: AgentStateRow) => AgentDecision<T>): Promise<T> {
+export function updateAgentState<T>(db: Kysely<Database>, agentId: string, decide: (current: AgentStateRow) => AgentDecision<T>): Promise<T> {
+  return localWriters.run(agentId, () => writeAgentState(db, agentId, decide));
+}
+
+/** Writes to one agent from this replica queue here, so they never collide with each other. */
+const localWriters = new KeyedMutex();
+
+async function writeAgentState<T>(db: Kysely<Database>, agentId: string, decide: (current: AgentStateRow) => AgentDecision<T>): Promise<T> {
   for (let i = 0; i < OPTIMISTIC_ATTEMPTS; i++) {
     const r = await attempt(db, agentId, decide, false);
     if (r.done) return r.value;

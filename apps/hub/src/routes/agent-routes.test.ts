@@ -213,6 +213,33 @@ describe('agent reads and lists', () => {
     expect([tooBig.status, tooBig.code]).toEqual([400, 'validation_error']);
   });
 
+  it('merges the agents of all of a member\'s projects in id order across pages, and nothing else', async () => {
+    const anon = new GraftClient({ baseUrl: fx.hub.url });
+    const dave = anon.withToken((await anon.devLogin('dave@agents.test')).token);
+    const mine = [(await dave.registerProject({ name: 'dave-one' })).project.id, (await dave.registerProject({ name: 'dave-two' })).project.id];
+    const notMine = (await bob.registerProject({ name: 'not-daves' })).project.id;
+    for (const p of [...mine, notMine]) await admin.createTemplate({ name: 'worker', projectId: p, harness: 'command' });
+    const expected: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      // Interleaved creation, so both projects contribute to every page.
+      for (const p of mine) expected.push((await dave.createAgent({ projectId: p, name: `merge-${i}`, template: 'worker' })).id);
+      await bob.createAgent({ projectId: notMine, name: `other-${i}`, template: 'worker' });
+    }
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await dave.listAgents({ limit: 3, ...(cursor ? { cursor } : {}) });
+      seen.push(...page.items.map((a) => a.id));
+      cursor = page.nextCursor ?? undefined;
+      pages++;
+    } while (cursor && pages < 10);
+    expect(seen).toEqual([...expected].sort());
+    expect(pages).toBe(4);
+    const running = await dave.listAgents({ phase: 'running' });
+    expect(running.items).toEqual([]);
+  });
+
   it('filters by projectId, userId, phase and brokerId', async () => {
     const p = (await alice.registerProject({ name: 'agents-filter' })).project.id;
     await alice.putMember(p, bobId, 'member');

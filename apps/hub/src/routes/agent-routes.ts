@@ -15,12 +15,13 @@ import {
   pageOf,
   type ProjectRole,
 } from '@graft/protocol';
-import { sql } from 'kysely';
+import type { Database } from '@graft/db';
+import { type SelectQueryBuilder, sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
 import { updateAgentState } from '../domain/agent-writer.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
-import { AGENT_COLUMNS, toAgent } from '../domain/mappers.js';
+import { AGENT_COLUMNS, type AgentRow, toAgent } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
 import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
@@ -103,14 +104,35 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
         const user = asUser(principal);
         if (query.projectId) await requireProjectRole(db, principal, query.projectId, 'viewer');
         const after = decodeCursor(query.cursor, isUuidKey);
-        let q = db.selectFrom('agents').select(AGENT_COLUMNS);
-        if (query.projectId) q = q.where('project_id', '=', query.projectId);
-        else if (!user.isAdmin) q = q.where('project_id', 'in', db.selectFrom('project_members').select('project_id').where('user_id', '=', user.userId));
-        if (query.userId) q = q.where('created_by', '=', query.userId);
-        if (query.phase) q = q.where('phase', '=', query.phase);
-        if (query.brokerId) q = q.where('broker_id', '=', query.brokerId);
-        if (after) q = q.where('id', '>', after);
-        const rows = await q.orderBy('id').limit(query.limit + 1).execute();
+        const take = query.limit + 1;
+        const page = <Q extends SelectQueryBuilder<Database, 'agents', AgentRow>>(q: Q): Q => {
+          let f = q;
+          if (query.userId) f = f.where('created_by', '=', query.userId) as Q;
+          if (query.phase) f = f.where('phase', '=', query.phase) as Q;
+          if (query.brokerId) f = f.where('broker_id', '=', query.brokerId) as Q;
+          if (after) f = f.where('id', '>', after) as Q;
+          return f.orderBy('id').limit(take) as Q;
+        };
+        let rows: AgentRow[];
+        if (query.projectId || user.isAdmin) {
+          let q = db.selectFrom('agents').select(AGENT_COLUMNS);
+          if (query.projectId) q = q.where('project_id', '=', query.projectId);
+          rows = await page(q).execute();
+        } else {
+          // One index range scan per project the user belongs to, each at most one page long,
+          // merged by id: a filter over the whole table would walk every agent of every project.
+          rows = await db
+            .selectFrom('project_members as pm')
+            .innerJoinLateral(
+              (eb) => page(eb.selectFrom('agents').select(AGENT_COLUMNS).whereRef('agents.project_id', '=', 'pm.project_id')).as('a'),
+              (join) => join.onTrue(),
+            )
+            .selectAll('a')
+            .where('pm.user_id', '=', user.userId)
+            .orderBy('a.id')
+            .limit(take)
+            .execute();
+        }
         return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toAgent) };
       },
     }),
