@@ -14,6 +14,7 @@ import type { HubConfig } from './config.js';
 import { SecretBox } from './domain/secret-box.js';
 import type { HubContext } from './hub-context.js';
 import { createApp } from './http/create-app.js';
+import { InFlight } from './http/in-flight.js';
 import { createHubMetrics } from './http/metrics.js';
 import type { RouteSpec } from './http/route.js';
 import { agentRoutes } from './routes/agent-routes.js';
@@ -108,7 +109,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     };
     const routes: RouteSpec[] = [];
     routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx));
-    const app = createApp({ routes, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
+    const inFlight = new InFlight();
+    const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
       s.once('error', (err: NodeJS.ErrnoException) => {
@@ -140,6 +142,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
             });
             server.closeIdleConnections();
           });
+          await inFlight.drained(SHUTDOWN_GRACE_MS);
           await handle.destroy();
           if (embedded) await embedded.stop();
           log.info('hub.stopped', {});

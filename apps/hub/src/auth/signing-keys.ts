@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createSecretKey, type KeyObject, randomBytes } from 'node:crypto';
 import type { Database } from '@graft/db';
 import type { Kysely } from 'kysely';
 import { sql } from 'kysely';
@@ -7,7 +7,11 @@ import type { SecretBox } from '../domain/secret-box.js';
 /** One HMAC key for JWTs. */
 export interface SigningKey {
   kid: string;
-  secret: Buffer;
+  /**
+   * A secret KeyObject, not a Buffer: given a Buffer, jsonwebtoken first tries to read it as a
+   * public key and fails, which costs ~0.4 ms on every verify (a KeyObject: ~10 µs).
+   */
+  secret: KeyObject;
   createdAt: Date;
 }
 
@@ -82,7 +86,7 @@ export class SigningKeyStore {
       .values({ kid, secret_enc: this.box.seal(secret.toString('base64'), aad(kid)) })
       .returning('created_at')
       .executeTakeFirstOrThrow();
-    return { kid, secret, createdAt: row.created_at };
+    return { kid, secret: createSecretKey(secret), createdAt: row.created_at };
   }
 
   private async reload(): Promise<void> {
@@ -90,7 +94,7 @@ export class SigningKeyStore {
     const keys = new Map<string, SigningKey>();
     let newest: SigningKey | undefined;
     for (const r of rows) {
-      const k = { kid: r.kid, secret: Buffer.from(this.box.open(r.secret_enc, aad(r.kid)), 'base64'), createdAt: r.created_at };
+      const k = { kid: r.kid, secret: createSecretKey(Buffer.from(this.box.open(r.secret_enc, aad(r.kid)), 'base64')), createdAt: r.created_at };
       keys.set(k.kid, k);
       newest = k;
     }

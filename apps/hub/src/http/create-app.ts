@@ -5,6 +5,7 @@ import express, { type NextFunction, type Request, type Response } from 'express
 import type { Authenticator } from '../auth/authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { errorMiddleware, sendError } from './error-middleware.js';
+import type { InFlight } from './in-flight.js';
 import type { HubMetrics } from './metrics.js';
 import { findNul } from './nul-check.js';
 import { initRequestState, requestState } from './request-context.js';
@@ -14,6 +15,7 @@ import { validate } from './validate.js';
 /** What the HTTP app needs from the rest of the hub. */
 export interface AppDeps {
   routes: readonly RouteSpec[];
+  inFlight: InFlight;
   authenticator: Authenticator;
   metrics: HubMetrics;
   log: Logger;
@@ -57,30 +59,41 @@ export function createApp(deps: AppDeps): express.Express {
     next();
   });
 
-  app.use(express.json({ limit: BODY_LIMIT, strict: false }));
+  // Parsed only on routes that take a body: most traffic (reads) never pays for the parser.
+  const json = express.json({ limit: BODY_LIMIT, strict: false });
+  const noBody = (_req: Request, _res: Response, next: NextFunction) => next();
 
   for (const spec of deps.routes) {
-    app[spec.method](spec.path, async (req: Request, res: Response) => {
-      const state = requestState(req);
-      state.routePattern = spec.path;
-      if (spec.body && req.headers['content-length'] !== '0' && req.body === undefined && req.headers['content-type']) {
-        throw new GraftError('unsupported_media_type', `Content-Type must be application/json (got ${req.headers['content-type']})`);
-      }
-      const principal = spec.auth === 'none' ? ({ kind: 'anonymous' } as const) : await authenticator.authenticate(req.get('authorization'));
-      state.principal = principal;
-      authorise(spec, principal);
-      const nulAt = findNul(req.params, 'params') ?? findNul(req.query, 'query') ?? (spec.body ? findNul(req.body, 'body') : undefined);
-      if (nulAt) throw new GraftError('validation_error', `invalid ${nulAt.split('.')[0]}: ${nulAt}: must not contain NUL characters`, { issues: [{ path: nulAt, message: 'must not contain NUL characters', code: 'invalid_string' }] });
-      const params = spec.params ? validate(spec.params, req.params, 'params') : {};
-      const query = spec.query ? validate(spec.query, req.query, 'query') : {};
-      // No body at all reads as {} (all-optional bodies); an explicit JSON null is validated as sent.
-      const body = spec.body ? validate(spec.body, req.body === undefined ? {} : req.body, 'body') : undefined;
-      const result = await spec.handler({ params, query, body, principal, requestId: state.requestId, req, res });
-      if (result === undefined) return;
-      if (result.body === undefined) res.status(result.status).end();
-      else res.status(result.status).json(result.body);
-    });
+    app[spec.method](spec.path, spec.body ? json : noBody, (req: Request, res: Response) => deps.inFlight.track(() => handle(spec, req, res)));
   }
+
+  /** Authenticates, authorises and validates one request, then runs its handler. */
+  async function handle(spec: RouteSpec, req: Request, res: Response): Promise<void> {
+    const state = requestState(req);
+    state.routePattern = spec.path;
+    if (spec.body && req.headers['content-length'] !== '0' && req.body === undefined && req.headers['content-type']) {
+      throw new GraftError('unsupported_media_type', `Content-Type must be application/json (got ${req.headers['content-type']})`);
+    }
+    const principal = spec.auth === 'none' ? ({ kind: 'anonymous' } as const) : await authenticator.authenticate(req.get('authorization'));
+    state.principal = principal;
+    authorise(spec, principal);
+    const nulAt = findNul(req.params, 'params') ?? findNul(req.query, 'query') ?? (spec.body ? findNul(req.body, 'body') : undefined);
+    if (nulAt) {
+      const part = nulAt.split('.')[0];
+      throw new GraftError('validation_error', `invalid ${part}: ${nulAt}: must not contain NUL characters`, {
+        issues: [{ path: nulAt, message: 'must not contain NUL characters', code: 'invalid_string' }],
+      });
+    }
+    const params = spec.params ? validate(spec.params, req.params, 'params') : {};
+    const query = spec.query ? validate(spec.query, req.query, 'query') : {};
+    // No body at all reads as {} (all-optional bodies); an explicit JSON null is validated as sent.
+    const body = spec.body ? validate(spec.body, req.body === undefined ? {} : req.body, 'body') : undefined;
+    const result = await spec.handler({ params, query, body, principal, requestId: state.requestId, req, res });
+    if (result === undefined) return;
+    if (result.body === undefined) res.status(result.status).end();
+    else res.status(result.status).json(result.body);
+  }
+
 
   app.use((req: Request, res: Response) => {
     sendError(res, requestState(req).requestId, 'not_found', `no route for ${req.method} ${req.path}`);

@@ -217,13 +217,13 @@ describe('agent reads and lists', () => {
     const anon = new GraftClient({ baseUrl: fx.hub.url });
     const dave = anon.withToken((await anon.devLogin('dave@agents.test')).token);
     const mine = [(await dave.registerProject({ name: 'dave-one' })).project.id, (await dave.registerProject({ name: 'dave-two' })).project.id];
-    const notMine = (await bob.registerProject({ name: 'not-daves' })).project.id;
+    const notMine = (await admin.registerProject({ name: 'not-daves' })).project.id;
     for (const p of [...mine, notMine]) await admin.createTemplate({ name: 'worker', projectId: p, harness: 'command' });
     const expected: string[] = [];
     for (let i = 0; i < 5; i++) {
       // Interleaved creation, so both projects contribute to every page.
       for (const p of mine) expected.push((await dave.createAgent({ projectId: p, name: `merge-${i}`, template: 'worker' })).id);
-      await bob.createAgent({ projectId: notMine, name: `other-${i}`, template: 'worker' });
+      await admin.createAgent({ projectId: notMine, name: `other-${i}`, template: 'worker' });
     }
     const seen: string[] = [];
     let cursor: string | undefined;

@@ -113,26 +113,20 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           if (after) f = f.where('id', '>', after) as Q;
           return f.orderBy('id').limit(take) as Q;
         };
-        let rows: AgentRow[];
-        if (query.projectId || user.isAdmin) {
-          let q = db.selectFrom('agents').select(AGENT_COLUMNS);
-          if (query.projectId) q = q.where('project_id', '=', query.projectId);
-          rows = await page(q).execute();
-        } else {
-          // One index range scan per project the user belongs to, each at most one page long,
-          // merged by id: a filter over the whole table would walk every agent of every project.
-          rows = await db
-            .selectFrom('project_members as pm')
-            .innerJoinLateral(
-              (eb) => page(eb.selectFrom('agents').select(AGENT_COLUMNS).whereRef('agents.project_id', '=', 'pm.project_id')).as('a'),
-              (join) => join.onTrue(),
-            )
-            .selectAll('a')
-            .where('pm.user_id', '=', user.userId)
-            .orderBy('a.id')
-            .limit(take)
-            .execute();
+        let q = db.selectFrom('agents').select(AGENT_COLUMNS);
+        if (query.projectId) q = q.where('project_id', '=', query.projectId);
+        else if (!user.isAdmin) {
+          // The ids as literal parameters, not a subquery: the planner then uses each project's
+          // real row count, instead of guessing and walking the whole id index for a small project.
+          const memberOf = await db.selectFrom('project_members').select('project_id').where('user_id', '=', user.userId).execute();
+          if (memberOf.length === 0) return { status: 200, body: { items: [], nextCursor: null } };
+          q = q.where(
+            'project_id',
+            'in',
+            memberOf.map((m) => m.project_id),
+          );
         }
+        const rows = await page(q).execute();
         return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toAgent) };
       },
     }),
