@@ -3,12 +3,15 @@ import type { Logger } from '@graft/log';
 import type { Kysely } from 'kysely';
 import type { JwtService } from './auth/jwt-service.js';
 import type { SigningKeyStore } from './auth/signing-keys.js';
+import type { AgentStateWriter } from './domain/agent-writer.js';
 import type { SecretBox } from './domain/secret-box.js';
 import type { HubMetrics } from './http/metrics.js';
 
 /** Everything route handlers need, wired once in main.ts. */
 export interface HubContext {
   db: Kysely<Database>;
+  /** The one path for changes of agent state. */
+  agentWriter: AgentStateWriter;
   box: SecretBox;
   jwt: JwtService;
   signingKeys: SigningKeyStore;

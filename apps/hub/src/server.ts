@@ -11,6 +11,7 @@ import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
+import { AgentStateWriter } from './domain/agent-writer.js';
 import { SecretBox } from './domain/secret-box.js';
 import type { HubContext } from './hub-context.js';
 import { createApp } from './http/create-app.js';
@@ -98,6 +99,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     });
     const ctx: HubContext = {
       db,
+      agentWriter: new AgentStateWriter(db),
       box,
       jwt,
       signingKeys,

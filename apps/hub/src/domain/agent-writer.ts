@@ -1,9 +1,8 @@
 import type { AgentsTable, Database } from '@graft/db';
 import { type Activity, type AgentStateView, type DesiredState, GraftError, type Phase } from '@graft/protocol';
 import type { Kysely, Transaction, Updateable } from 'kysely';
-import { KeyedMutex } from './keyed-mutex.js';
 
-/** Optimistic attempts before falling back to a row lock (contention on one agent is rare). */
+/** Optimistic attempts before falling back to a row lock (a conflict means another replica wrote). */
 const OPTIMISTIC_ATTEMPTS = 2;
 
 const STATE_COLUMNS = ['id', 'project_id', 'phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'state_version'] as const;
@@ -20,17 +19,16 @@ export interface AgentStateRow extends AgentStateView {
 /** What a decision returns: columns to write and how to answer, or an answer without a write. */
 export type AgentDecision<T> = { set: Updateable<AgentsTable>; result: (written: AgentStateRow) => T } | { noop: T };
 
-type Row = {
-  id: string;
-  project_id: string;
-  phase: string;
-  activity: string | null;
-  detail: string | null;
-  desired_state: string;
-  generation: string;
-  broker_id: string | null;
-  state_version: string;
-};
+/** A change to one agent's state: pure, so it can be re-run against a fresher row. */
+export type AgentDecide<T> = (current: AgentStateRow) => AgentDecision<T>;
+
+type Row = { [K in (typeof STATE_COLUMNS)[number]]: K extends 'activity' | 'detail' | 'broker_id' ? string | null : string };
+
+interface Pending {
+  decide: AgentDecide<unknown>;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
 
 function toStateRow(row: Row): AgentStateRow {
   return {
@@ -46,49 +44,111 @@ function toStateRow(row: Row): AgentStateRow {
   };
 }
 
-async function attempt<T>(
-  db: Kysely<Database> | Transaction<Database>,
-  agentId: string,
-  decide: (current: AgentStateRow) => AgentDecision<T>,
-  lock: boolean,
-): Promise<{ done: true; value: T } | { done: false }> {
-  const select = db.selectFrom('agents').select(STATE_COLUMNS).where('id', '=', agentId);
-  const row = await (lock ? select.forUpdate() : select).executeTakeFirst();
-  if (!row) throw new GraftError('not_found', 'agent not found');
-  const current = toStateRow(row);
-  const decision = decide(current);
-  if ('noop' in decision) return { done: true, value: decision.noop };
-  const written = await db
-    .updateTable('agents')
-    .set({ ...decision.set, state_version: Number(current.stateVersion) + 1, updated_at: new Date() })
-    .where('id', '=', agentId)
-    .where('state_version', '=', current.stateVersion)
-    .returning(STATE_COLUMNS)
-    .executeTakeFirst();
-  return written ? { done: true, value: decision.result(toStateRow(written)) } : { done: false };
+/** The state a decision's columns produce, so the next decision in a batch sees it. */
+function applySet(cur: AgentStateRow, set: Updateable<AgentsTable>): AgentStateRow {
+  return {
+    ...cur,
+    ...(set.phase !== undefined ? { phase: set.phase as Phase } : {}),
+    ...(set.activity !== undefined ? { activity: set.activity as Activity | null } : {}),
+    ...(set.detail !== undefined ? { detail: set.detail } : {}),
+    ...(set.desired_state !== undefined ? { desiredState: set.desired_state as DesiredState } : {}),
+    ...(set.generation !== undefined ? { generation: Number(set.generation) } : {}),
+    ...(set.broker_id !== undefined ? { brokerId: set.broker_id } : {}),
+  };
 }
 
 /**
- * Read-decide-write for every change of an agent's state. `decide` sees the current state and
- * returns the columns to write (or throws a GraftError). The fast path is optimistic: two round
- * trips and no lock, the write landing only if nobody changed the row in between. Writers on this
- * replica queue per agent; a conflict can then only come from another replica, and after two it
- * falls back to `SELECT ... FOR UPDATE` in a transaction, which always makes progress.
+ * Every change of an agent's state goes through here (status reports, lifecycle actions).
+ *
+ * Read-decide-write with optimistic concurrency: a write lands only if the row's state_version is
+ * still the one the decision was made from. Changes to one agent on this replica queue; when a
+ * write finishes, everything queued behind it is decided in arrival order, each against the state
+ * the previous one produced, and written as one UPDATE. Each caller gets the state after its own
+ * change, exactly as if they had run one by one, but a burst of reports costs two round trips,
+ * not two each. A conflict can only come from another replica; after two, the batch is retried
+ * under `SELECT ... FOR UPDATE`, which always makes progress.
  */
-export function updateAgentState<T>(db: Kysely<Database>, agentId: string, decide: (current: AgentStateRow) => AgentDecision<T>): Promise<T> {
-  return localWriters.run(agentId, () => writeAgentState(db, agentId, decide));
-}
+export class AgentStateWriter {
+  private readonly queued = new Map<string, Pending[]>();
+  private readonly draining = new Set<string>();
 
-/** Writes to one agent from this replica queue here, so they never collide with each other. */
-const localWriters = new KeyedMutex();
+  constructor(private readonly db: Kysely<Database>) {}
 
-async function writeAgentState<T>(db: Kysely<Database>, agentId: string, decide: (current: AgentStateRow) => AgentDecision<T>): Promise<T> {
-  for (let i = 0; i < OPTIMISTIC_ATTEMPTS; i++) {
-    const r = await attempt(db, agentId, decide, false);
-    if (r.done) return r.value;
+  /** Applies `decide` to the agent's current state; resolves with its answer. */
+  update<T>(agentId: string, decide: AgentDecide<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const q = this.queued.get(agentId) ?? [];
+      q.push({ decide, resolve: resolve as (v: unknown) => void, reject });
+      this.queued.set(agentId, q);
+      if (!this.draining.has(agentId)) void this.drain(agentId);
+    });
   }
-  const locked = await db.transaction().execute((trx) => attempt(trx, agentId, decide, true));
-  if (locked.done) return locked.value;
-  // Unreachable while the row is locked; kept so a future change cannot silently drop a write.
-  throw new GraftError('conflict', 'agent is being changed concurrently; retry');
+
+  private async drain(agentId: string): Promise<void> {
+    this.draining.add(agentId);
+    try {
+      for (let batch = this.queued.get(agentId); batch; batch = this.queued.get(agentId)) {
+        this.queued.delete(agentId);
+        await this.writeBatch(agentId, batch).catch((err: unknown) => {
+          for (const p of batch ?? []) p.reject(err);
+        });
+      }
+    } finally {
+      this.draining.delete(agentId);
+    }
+  }
+
+  private async writeBatch(agentId: string, batch: Pending[]): Promise<void> {
+    for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
+      if (await this.attempt(this.db, agentId, batch, false)) return;
+    }
+    const done = await this.db.transaction().execute((trx) => this.attempt(trx, agentId, batch, true));
+    // Unreachable while the row is locked; kept so a future change cannot silently drop writes.
+    if (!done) throw new GraftError('conflict', 'agent is being changed concurrently; retry');
+  }
+
+  /** One read-decide-write round; false when another writer got in between. */
+  private async attempt(db: Kysely<Database> | Transaction<Database>, agentId: string, batch: Pending[], lock: boolean): Promise<boolean> {
+    const select = db.selectFrom('agents').select(STATE_COLUMNS).where('id', '=', agentId);
+    const row = await (lock ? select.forUpdate() : select).executeTakeFirst();
+    if (!row) {
+      for (const p of batch) p.reject(new GraftError('not_found', 'agent not found'));
+      return true;
+    }
+    const read = toStateRow(row);
+    let cur = read;
+    let set: Updateable<AgentsTable> = {};
+    const settle: Array<() => void> = [];
+    for (const p of batch) {
+      let d: AgentDecision<unknown>;
+      try {
+        d = p.decide(cur);
+      } catch (err) {
+        settle.push(() => p.reject(err));
+        continue;
+      }
+      if ('noop' in d) {
+        const value = d.noop;
+        settle.push(() => p.resolve(value));
+        continue;
+      }
+      set = { ...set, ...d.set };
+      cur = applySet(cur, d.set);
+      const after = cur;
+      const answer = d.result;
+      settle.push(() => p.resolve(answer(after)));
+    }
+    if (Object.keys(set).length > 0) {
+      const written = await db
+        .updateTable('agents')
+        .set({ ...set, state_version: Number(read.stateVersion) + 1, updated_at: new Date() })
+        .where('id', '=', agentId)
+        .where('state_version', '=', read.stateVersion)
+        .returning('state_version')
+        .executeTakeFirst();
+      if (!written) return false;
+    }
+    for (const s of settle) s();
+    return true;
+  }
 }

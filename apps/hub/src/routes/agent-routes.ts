@@ -19,7 +19,6 @@ import type { Database } from '@graft/db';
 import { type SelectQueryBuilder, sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
-import { updateAgentState } from '../domain/agent-writer.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
 import { AGENT_COLUMNS, type AgentRow, toAgent } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
@@ -68,7 +67,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       responses: { 200: Agent },
       handler: async ({ params, principal }) => {
         await loadAgent(principal, params.id, 'member');
-        await updateAgentState(db, params.id, (cur) => {
+        await ctx.agentWriter.update(params.id, (cur) => {
           const out = decideAction(cur, action);
           if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase, desiredState: cur.desiredState, action });
           // No broker owns an unplaced agent, so the hub itself observes it stopping.
@@ -211,7 +210,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       responses: { 204: null, 202: Agent },
       handler: async ({ params, principal }) => {
         await loadAgent(principal, params.id, 'member');
-        const removeNow = await updateAgentState(db, params.id, (cur) => {
+        const removeNow = await ctx.agentWriter.update(params.id, (cur) => {
           if (cur.brokerId === null) return { noop: true };
           const out = decideAction(cur, 'delete');
           if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase });
@@ -238,7 +237,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       handler: async ({ params, body, principal }) => {
         if (principal.kind !== 'agent' || principal.agentId !== params.id) throw new GraftError('forbidden', 'agent tokens may only report on their own agent');
         const now = new Date();
-        const out = await updateAgentState(db, params.id, (cur) => {
+        const out = await ctx.agentWriter.update(params.id, (cur) => {
           const r = applyStatus(cur, { phase: body.phase, activity: body.activity, detail: body.detail }, body.source);
           if (!r.ok) {
             throw new GraftError(r.reason === 'platform_only' ? 'forbidden' : 'invalid_transition', r.message, { phase: cur.phase, activity: cur.activity });
