@@ -60,6 +60,31 @@ describe('AgentStateWriter', () => {
     expect(third).toEqual({ status: 'fulfilled', value: 3 });
   });
 
+  it('never refuses on a remembered row that another replica has since changed', async () => {
+    const id = await newAgent();
+    const a = new AgentStateWriter(handle.db);
+    const b = new AgentStateWriter(handle.db);
+    const toPhase = (from: string, to: string) => (cur: { phase: string }) => {
+      if (cur.phase !== from) throw new GraftError('invalid_transition', `phase is ${cur.phase}, not ${from}`);
+      return { set: { phase: to }, result: () => to };
+    };
+    await a.update(id, toPhase('created', 'provisioning'));
+    // b moves the agent on; a still remembers "provisioning".
+    await b.update(id, toPhase('provisioning', 'starting'));
+    // Decided from memory this would be refused; a must re-read and accept.
+    await expect(a.update(id, toPhase('starting', 'running'))).resolves.toBe('running');
+    // And a refusal that is real survives the re-read.
+    await expect(a.update(id, toPhase('starting', 'running'))).rejects.toMatchObject({ code: 'invalid_transition' });
+  });
+
+  it('notices an agent deleted behind its back', async () => {
+    const id = await newAgent();
+    const w = new AgentStateWriter(handle.db);
+    await w.update(id, increment);
+    await handle.db.deleteFrom('agents').where('id', '=', id).execute();
+    await expect(w.update(id, increment)).rejects.toMatchObject({ code: 'not_found' });
+  });
+
   it('answers not_found for an agent that does not exist and writes nothing for a no-op', async () => {
     const w = new AgentStateWriter(handle.db);
     await expect(w.update(uuidv7(), increment)).rejects.toMatchObject({ code: 'not_found' });

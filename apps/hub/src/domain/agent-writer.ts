@@ -67,12 +67,23 @@ function applySet(cur: AgentStateRow, set: Updateable<AgentsTable>): AgentStateR
  * change, exactly as if they had run one by one, but a burst of reports costs two round trips,
  * not two each. A conflict can only come from another replica; after two, the batch is retried
  * under `SELECT ... FOR UPDATE`, which always makes progress.
+ *
+ * The row as last written here is remembered (bounded LRU), so the next change to a busy agent
+ * skips the read: one round trip. A stale entry cannot lose an update (the version check refuses
+ * the write and the batch is re-read), and since refusals and no-ops write nothing, a batch
+ * decided from memory is only answered when all of it wrote; otherwise it is decided again from a
+ * fresh read.
  */
 export class AgentStateWriter {
   private readonly queued = new Map<string, Pending[]>();
   private readonly draining = new Set<string>();
+  /** Last row written per agent, oldest first (Map keeps insertion order). */
+  private readonly known = new Map<string, AgentStateRow>();
 
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly maxKnown = 10_000,
+  ) {}
 
   /** Applies `decide` to the agent's current state; resolves with its answer. */
   update<T>(agentId: string, decide: AgentDecide<T>): Promise<T> {
@@ -99,24 +110,37 @@ export class AgentStateWriter {
   }
 
   private async writeBatch(agentId: string, batch: Pending[]): Promise<void> {
+    if (await this.attempt(this.db, agentId, batch, 'remembered')) return;
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-      if (await this.attempt(this.db, agentId, batch, false)) return;
+      if (await this.attempt(this.db, agentId, batch, 'read')) return;
     }
-    const done = await this.db.transaction().execute((trx) => this.attempt(trx, agentId, batch, true));
+    const done = await this.db.transaction().execute((trx) => this.attempt(trx, agentId, batch, 'lock'));
     // Unreachable while the row is locked; kept so a future change cannot silently drop writes.
     if (!done) throw new GraftError('conflict', 'agent is being changed concurrently; retry');
   }
 
-  /** One read-decide-write round; false when another writer got in between. */
-  private async attempt(db: Kysely<Database> | Transaction<Database>, agentId: string, batch: Pending[], lock: boolean): Promise<boolean> {
-    const select = db.selectFrom('agents').select(STATE_COLUMNS).where('id', '=', agentId);
-    const row = await (lock ? select.forUpdate() : select).executeTakeFirst();
-    if (!row) {
-      for (const p of batch) p.reject(new GraftError('not_found', 'agent not found'));
-      return true;
+  /**
+   * One decide-write round from the remembered row, a fresh read, or a locked read; false when
+   * it must be tried again (another writer got in between, or a remembered row was not enough).
+   */
+  private async attempt(db: Kysely<Database> | Transaction<Database>, agentId: string, batch: Pending[], source: 'remembered' | 'read' | 'lock'): Promise<boolean> {
+    let read: AgentStateRow;
+    if (source === 'remembered') {
+      const known = this.known.get(agentId);
+      if (!known) return false;
+      read = known;
+    } else {
+      const select = db.selectFrom('agents').select(STATE_COLUMNS).where('id', '=', agentId);
+      const row = await (source === 'lock' ? select.forUpdate() : select).executeTakeFirst();
+      if (!row) {
+        this.known.delete(agentId);
+        for (const p of batch) p.reject(new GraftError('not_found', 'agent not found'));
+        return true;
+      }
+      read = toStateRow(row);
     }
-    const read = toStateRow(row);
     let cur = read;
+    let wroteAll = true;
     let set: Updateable<AgentsTable> = {};
     const settle: Array<() => void> = [];
     for (const p of batch) {
@@ -124,10 +148,12 @@ export class AgentStateWriter {
       try {
         d = p.decide(cur);
       } catch (err) {
+        wroteAll = false;
         settle.push(() => p.reject(err));
         continue;
       }
       if ('noop' in d) {
+        wroteAll = false;
         const value = d.noop;
         settle.push(() => p.resolve(value));
         continue;
@@ -138,6 +164,8 @@ export class AgentStateWriter {
       const answer = d.result;
       settle.push(() => p.resolve(answer(after)));
     }
+    // Refusals and no-ops are never checked against the database by a write: not from memory.
+    if (source === 'remembered' && !wroteAll) return false;
     if (Object.keys(set).length > 0) {
       const written = await db
         .updateTable('agents')
@@ -146,9 +174,24 @@ export class AgentStateWriter {
         .where('state_version', '=', read.stateVersion)
         .returning('state_version')
         .executeTakeFirst();
-      if (!written) return false;
+      if (!written) {
+        this.known.delete(agentId);
+        return false;
+      }
+      this.remember({ ...cur, stateVersion: written.state_version });
+    } else {
+      this.remember(read);
     }
     for (const s of settle) s();
     return true;
+  }
+
+  private remember(row: AgentStateRow): void {
+    this.known.delete(row.id);
+    this.known.set(row.id, row);
+    if (this.known.size > this.maxKnown) {
+      const oldest = this.known.keys().next();
+      if (!oldest.done) this.known.delete(oldest.value);
+    }
   }
 }
