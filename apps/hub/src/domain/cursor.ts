@@ -1,4 +1,5 @@
 import { GraftError } from '@graft/protocol';
+import { RawJson } from '../http/route.js';
 
 /** Encodes the sort key of the last item of a page as an opaque cursor. */
 export function encodeCursor(key: string): string {
@@ -24,4 +25,13 @@ export function toPage<Row, Item>(rows: Row[], limit: number, key: (r: Row) => s
   const page = more ? rows.slice(0, limit) : rows;
   const last = page[page.length - 1];
   return { items: page.map(map), nextCursor: more && last !== undefined ? encodeCursor(key(last)) : null };
+}
+
+/** The `{items, nextCursor}` page as JSON text, from `limit + 1` rows that carry their item as JSON text. */
+export function rawJsonPage(rows: Array<{ id: string; json: string }>, limit: number): RawJson {
+  const more = rows.length > limit;
+  const page = more ? rows.slice(0, limit) : rows;
+  const last = page[page.length - 1];
+  const nextCursor = more && last !== undefined ? encodeCursor(last.id) : null;
+  return new RawJson(`{"items":[${page.map((r) => r.json).join(',')}],"nextCursor":${JSON.stringify(nextCursor)}}`);
 }

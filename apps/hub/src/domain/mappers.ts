@@ -1,4 +1,4 @@
-import type { Selectable } from 'kysely';
+import { type RawBuilder, type Selectable, sql } from 'kysely';
 import type { AgentsTable, ApiKeysTable, ProjectsTable, TemplateVersionsTable, UsersTable } from '@graft/db';
 import type { Activity, Agent, ApiKey, ApiKeyScope, DesiredState, PendingReason, Phase, Project, ProjectRole, TemplateSpec, TemplateVersion, User } from '@graft/protocol';
 
@@ -97,4 +97,25 @@ export function toAgent(r: AgentRow): Agent {
     updatedAt: iso(r.updated_at),
     lastSeenAt: isoOrNull(r.last_seen_at),
   };
+}
+
+/** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` writes it (truncated, not rounded). */
+const isoSql = (column: string): RawBuilder<string | null> =>
+  sql`to_char(date_trunc('milliseconds', ${sql.ref(column)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
+
+/**
+ * The API agent object of {@link toAgent}, built by Postgres as JSON text for the read paths
+ * (lists and GET): the hub then skips parsing 18 columns per row, two Date round trips and
+ * JSON.stringify, which were most of a list request's CPU. `alias` is the agents table's alias.
+ * A test asserts this and toAgent agree for the same row.
+ */
+export function agentJsonSql(alias: string): RawBuilder<string> {
+  const c = (name: string) => sql.ref(`${alias}.${name}`);
+  return sql<string>`json_build_object(
+    'id', ${c('id')}, 'name', ${c('name')}, 'projectId', ${c('project_id')}, 'templateId', ${c('template_id')},
+    'templateVersion', ${c('template_version')}, 'phase', ${c('phase')}, 'activity', ${c('activity')}, 'detail', ${c('detail')},
+    'desiredState', ${c('desired_state')}, 'generation', ${c('generation')}, 'brokerId', ${c('broker_id')},
+    'pendingReason', ${c('pending_reason')}, 'task', ${c('task')}, 'labels', ${c('labels')}, 'createdBy', ${c('created_by')},
+    'createdAt', ${isoSql(`${alias}.created_at`)}, 'updatedAt', ${isoSql(`${alias}.updated_at`)}, 'lastSeenAt', ${isoSql(`${alias}.last_seen_at`)}
+  )::text`;
 }

@@ -9,7 +9,7 @@ import type { InFlight } from './in-flight.js';
 import type { HubMetrics } from './metrics.js';
 import { findNul } from './nul-check.js';
 import { initRequestState, requestState } from './request-context.js';
-import type { RouteSpec } from './route.js';
+import { RawJson, type RouteSpec } from './route.js';
 import { validate } from './validate.js';
 
 /** What the HTTP app needs from the rest of the hub. */
@@ -91,6 +91,7 @@ export function createApp(deps: AppDeps): express.Express {
     const result = await spec.handler({ params, query, body, principal, requestId: state.requestId, req, res });
     if (result === undefined) return;
     if (result.body === undefined) res.status(result.status).end();
+    else if (result.body instanceof RawJson) res.status(result.status).type('application/json').send(result.body.text);
     else res.status(result.status).json(result.body);
   }
 

@@ -16,6 +16,11 @@ export interface RouteContext<P, Q, B> {
   res: Response;
 }
 
+/** A response body that is already JSON text (built by Postgres); sent as is. */
+export class RawJson {
+  constructor(readonly text: string) {}
+}
+
 /** A handler's answer; `undefined` means it wrote the response itself (streams, redirects). */
 export type RouteResult = { status: number; body?: unknown } | undefined;
 

@@ -180,6 +180,22 @@ describe('agent creation', () => {
 });
 
 describe('agent reads and lists', () => {
+  it('returns exactly the same agent from writes (mapped in the hub) and reads (built by Postgres)', async () => {
+    const created = await alice.createAgent({ projectId: projectA, name: 'same-shape', template: 'worker', task: 'ünïcode "quoted" \\ task', labels: { team: 'core', 'x.y/z': '' } });
+    expect(await alice.getAgent(created.id)).toEqual(created);
+    const self = await asAgent(created.id);
+    for (const phase of ['provisioning', 'starting', 'running'] as const) await self.reportStatus(created.id, { phase, detail: `in ${phase}` });
+    // An action answers with the hub's own mapping; a read right after must agree field by field.
+    const suspended = await alice.agentAction(created.id, 'suspend');
+    expect(suspended.lastSeenAt).not.toBeNull();
+    expect(suspended.generation).toBe(2);
+    const read = await alice.getAgent(created.id);
+    expect(read).toEqual(suspended);
+    const listed = (await alice.listAgents({ projectId: projectA, limit: 500 })).items.find((a) => a.id === created.id);
+    expect(listed).toEqual(suspended);
+    expect(await self.getAgent(created.id)).toEqual(suspended);
+  });
+
   it('answers 400 for a non-uuid id and 404 for an unknown or invisible agent', async () => {
     const bad = await failure(alice.getAgent('not-a-uuid'));
     expect([bad.status, bad.code]).toEqual([400, 'validation_error']);

@@ -15,16 +15,15 @@ import {
   pageOf,
   type ProjectRole,
 } from '@graft/protocol';
-import type { Database } from '@graft/db';
-import { type SelectQueryBuilder, sql } from 'kysely';
+import { sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
-import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
-import { AGENT_COLUMNS, type AgentRow, toAgent } from '../domain/mappers.js';
+import { decodeCursor, isUuidKey, rawJsonPage } from '../domain/cursor.js';
+import { AGENT_COLUMNS, agentJsonSql, toAgent } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
 import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
-import { route, type RouteSpec } from '../http/route.js';
+import { RawJson, route, type RouteSpec } from '../http/route.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -41,7 +40,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
     const user = principal.kind === 'user' ? principal : undefined;
     const row = await db
       .selectFrom('agents as a')
-      .select(AGENT_COLUMNS.map((c) => `a.${c}` as const))
+      .select(['a.id', 'a.project_id', 'a.phase', 'a.desired_state', agentJsonSql('a').as('json')])
       .$if(user !== undefined, (q) =>
         q.select((eb) => eb.selectFrom('project_members as m').select('m.role').whereRef('m.project_id', '=', 'a.project_id').where('m.user_id', '=', user?.userId ?? '').as('role')),
       )
@@ -103,30 +102,25 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
         const user = asUser(principal);
         if (query.projectId) await requireProjectRole(db, principal, query.projectId, 'viewer');
         const after = decodeCursor(query.cursor, isUuidKey);
-        const take = query.limit + 1;
-        const page = <Q extends SelectQueryBuilder<Database, 'agents', AgentRow>>(q: Q): Q => {
-          let f = q;
-          if (query.userId) f = f.where('created_by', '=', query.userId) as Q;
-          if (query.phase) f = f.where('phase', '=', query.phase) as Q;
-          if (query.brokerId) f = f.where('broker_id', '=', query.brokerId) as Q;
-          if (after) f = f.where('id', '>', after) as Q;
-          return f.orderBy('id').limit(take) as Q;
-        };
-        let q = db.selectFrom('agents').select(AGENT_COLUMNS);
-        if (query.projectId) q = q.where('project_id', '=', query.projectId);
+        let q = db.selectFrom('agents as a').select(['a.id', agentJsonSql('a').as('json')]);
+        if (query.projectId) q = q.where('a.project_id', '=', query.projectId);
         else if (!user.isAdmin) {
           // The ids as literal parameters, not a subquery: the planner then uses each project's
           // real row count, instead of guessing and walking the whole id index for a small project.
           const memberOf = await db.selectFrom('project_members').select('project_id').where('user_id', '=', user.userId).execute();
           if (memberOf.length === 0) return { status: 200, body: { items: [], nextCursor: null } };
           q = q.where(
-            'project_id',
+            'a.project_id',
             'in',
             memberOf.map((m) => m.project_id),
           );
         }
-        const rows = await page(q).execute();
-        return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toAgent) };
+        if (query.userId) q = q.where('a.created_by', '=', query.userId);
+        if (query.phase) q = q.where('a.phase', '=', query.phase);
+        if (query.brokerId) q = q.where('a.broker_id', '=', query.brokerId);
+        if (after) q = q.where('a.id', '>', after);
+        const rows = await q.orderBy('a.id').limit(query.limit + 1).execute();
+        return { status: 200, body: rawJsonPage(rows, query.limit) };
       },
     }),
     route({
@@ -194,7 +188,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       auth: 'any',
       params: IdParams,
       responses: { 200: Agent },
-      handler: async ({ params, principal }) => ({ status: 200, body: toAgent(await loadAgent(principal, params.id, 'viewer')) }),
+      handler: async ({ params, principal }) => ({ status: 200, body: new RawJson((await loadAgent(principal, params.id, 'viewer')).json) }),
     }),
     lifecycle('suspend', 'Suspend: keep workspace and harness session for a later resume (project member)'),
     lifecycle('start', 'Start: resume a suspended agent, or start a stopped/error one fresh (project member)'),
