@@ -16,7 +16,7 @@ const BASELINE_FLAG = '--baseline-server';
 
 // --- options -------------------------------------------------------------------------------------
 
-const SCENARIO_IDS = ['get-agent', 'status', 'status-spread', 'list-admin', 'list-member', 'list-member-small', 'list-deep'];
+const SCENARIO_IDS = ['get-agent', 'status', 'status-spread', 'list-admin', 'list-admin-1c', 'list-member', 'list-member-small', 'list-deep'];
 
 const HELP = `Usage: pnpm bench:api [options]
        node scripts/bench-api.mjs [options]
@@ -28,6 +28,7 @@ Benchmarks the hub REST API with autocannon, all in one run on this machine:
                      {"activity":"thinking"} / {"activity":"executing","detail":"npm test"}
   status-spread      the same, but one agent per connection (no contention on one row)
   list-admin         GET  /api/v1/agents?limit=50 after seeding --agents agents (admin API key)
+  list-admin-1c      the same with 1 connection: one list's latency without queueing in front of it
   list-member        the same as a non-admin member of the seeded project (user JWT)
   list-member-small  the same as a member of a second, small project (10 agents) only
   list-deep          admin, with a cursor from the middle of the seeded agents
@@ -330,7 +331,7 @@ async function measure(ctx, scenario) {
     await runCannon(autocannon, { ...base, duration: settings.warmup });
   }
   const load = loadavg()[0];
-  progress(`${scenario.name}: measuring ${settings.duration}s with ${settings.connections} connections`);
+  progress(`${scenario.name}: measuring ${settings.duration}s with ${base.connections} connection(s)`);
   const samples = [];
   const cpuBefore = cpuSnapshot(scenario.serverPid);
   const res = await runCannon(autocannon, { ...base, duration: settings.duration }, samples);
@@ -600,7 +601,7 @@ async function main() {
     }
 
     // 5. Lists over many agents.
-    const listIds = ['list-admin', 'list-member', 'list-member-small', 'list-deep'].filter((id) => settings.only.has(id));
+    const listIds = ['list-admin', 'list-admin-1c', 'list-member', 'list-member-small', 'list-deep'].filter((id) => settings.only.has(id));
     if (listIds.length > 0) {
       resources.pgClient = new pg.Client({ connectionString: database.url });
       await resources.pgClient.connect();
@@ -640,6 +641,20 @@ async function main() {
             url: `${hub.url}/api/v1/agents?limit=50`,
             serverPid: hub.pid,
             cannon: { headers: authAdmin },
+            ...listTarget,
+          }),
+        );
+      }
+
+      if (settings.only.has('list-admin-1c')) {
+        // The same request with no queueing in front of it: what one list costs with 100k agents.
+        results.push(
+          await measure(ctx, {
+            id: 'list-admin-1c',
+            name: `GET /api/v1/agents?limit=50 (admin API key, ${rows} agents, 1 connection)`,
+            url: `${hub.url}/api/v1/agents?limit=50`,
+            serverPid: hub.pid,
+            cannon: { headers: authAdmin, connections: 1 },
             ...listTarget,
           }),
         );

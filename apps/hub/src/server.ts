@@ -99,7 +99,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     });
     const ctx: HubContext = {
       db,
-      agentWriter: new AgentStateWriter(db),
+      agentWriter: new AgentStateWriter(handle.pool),
       box,
       jwt,
       signingKeys,

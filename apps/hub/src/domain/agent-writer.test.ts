@@ -37,8 +37,8 @@ const increment = (cur: { generation: number }) => ({ set: { generation: cur.gen
 describe('AgentStateWriter', () => {
   it('loses no update among concurrent writers, on one replica and across two', async () => {
     const id = await newAgent();
-    const a = new AgentStateWriter(handle.db);
-    const b = new AgentStateWriter(handle.db);
+    const a = new AgentStateWriter(handle.pool);
+    const b = new AgentStateWriter(handle.pool);
     const results = await Promise.all(Array.from({ length: 100 }, (_, i) => (i % 2 === 0 ? a : b).update(id, increment)));
     // generation starts at 1; every caller saw its own step, as if they had run one by one.
     expect([...results].sort((x, y) => x - y)).toEqual(Array.from({ length: 100 }, (_, i) => i + 2));
@@ -50,7 +50,7 @@ describe('AgentStateWriter', () => {
 
   it('rejects only the caller whose decision refused, and later ones see the state before it', async () => {
     const id = await newAgent();
-    const w = new AgentStateWriter(handle.db);
+    const w = new AgentStateWriter(handle.pool);
     const refuse = () => {
       throw new GraftError('invalid_transition', 'no');
     };
@@ -62,8 +62,8 @@ describe('AgentStateWriter', () => {
 
   it('never refuses on a remembered row that another replica has since changed', async () => {
     const id = await newAgent();
-    const a = new AgentStateWriter(handle.db);
-    const b = new AgentStateWriter(handle.db);
+    const a = new AgentStateWriter(handle.pool);
+    const b = new AgentStateWriter(handle.pool);
     const toPhase = (from: string, to: string) => (cur: { phase: string }) => {
       if (cur.phase !== from) throw new GraftError('invalid_transition', `phase is ${cur.phase}, not ${from}`);
       return { set: { phase: to }, result: () => to };
@@ -79,14 +79,14 @@ describe('AgentStateWriter', () => {
 
   it('notices an agent deleted behind its back', async () => {
     const id = await newAgent();
-    const w = new AgentStateWriter(handle.db);
+    const w = new AgentStateWriter(handle.pool);
     await w.update(id, increment);
     await handle.db.deleteFrom('agents').where('id', '=', id).execute();
     await expect(w.update(id, increment)).rejects.toMatchObject({ code: 'not_found' });
   });
 
   it('answers not_found for an agent that does not exist and writes nothing for a no-op', async () => {
-    const w = new AgentStateWriter(handle.db);
+    const w = new AgentStateWriter(handle.pool);
     await expect(w.update(uuidv7(), increment)).rejects.toMatchObject({ code: 'not_found' });
     const id = await newAgent();
     await expect(w.update(id, () => ({ noop: 'same' }))).resolves.toBe('same');

@@ -1,11 +1,27 @@
-import type { AgentsTable, Database } from '@graft/db';
+import type { AgentsTable } from '@graft/db';
 import { type Activity, type AgentStateView, type DesiredState, GraftError, type Phase } from '@graft/protocol';
-import type { Kysely, Transaction, Updateable } from 'kysely';
+import type { Updateable } from 'kysely';
+import type pg from 'pg';
 
 /** Optimistic attempts before falling back to a row lock (a conflict means another replica wrote). */
 const OPTIMISTIC_ATTEMPTS = 2;
 
 const STATE_COLUMNS = ['id', 'project_id', 'phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'state_version'] as const;
+
+/**
+ * The hot path's two statements, fixed in shape and named, so each pooled connection has Postgres
+ * parse and plan them once (and the hub builds no query per write). Every column a decision may
+ * set is written from the state after the batch; the others keep their value unless given.
+ */
+const SELECT_STATE = `SELECT ${STATE_COLUMNS.join(', ')} FROM agents WHERE id = $1`;
+const WRITE_STATE = `UPDATE agents SET phase = $3, activity = $4, detail = $5, desired_state = $6, generation = $7, broker_id = $8,
+  pending_reason = CASE WHEN $9::boolean THEN $10 ELSE pending_reason END,
+  last_seen_at = COALESCE($11, last_seen_at), activity_changed_at = COALESCE($12, activity_changed_at),
+  state_version = state_version + 1, updated_at = now()
+  WHERE id = $1 AND state_version = $2 RETURNING state_version`;
+
+/** Columns a decision may set; anything else is a programming error, not silently dropped. */
+const WRITABLE = new Set(['phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'pending_reason', 'last_seen_at', 'activity_changed_at']);
 
 /** The current state row an update decision is made from. */
 export interface AgentStateRow extends AgentStateView {
@@ -81,7 +97,7 @@ export class AgentStateWriter {
   private readonly known = new Map<string, AgentStateRow>();
 
   constructor(
-    private readonly db: Kysely<Database>,
+    private readonly pool: pg.Pool,
     private readonly maxKnown = 10_000,
   ) {}
 
@@ -110,11 +126,22 @@ export class AgentStateWriter {
   }
 
   private async writeBatch(agentId: string, batch: Pending[]): Promise<void> {
-    if (await this.attempt(this.db, agentId, batch, 'remembered')) return;
+    if (await this.attempt(this.pool, agentId, batch, 'remembered')) return;
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-      if (await this.attempt(this.db, agentId, batch, 'read')) return;
+      if (await this.attempt(this.pool, agentId, batch, 'read')) return;
     }
-    const done = await this.db.transaction().execute((trx) => this.attempt(trx, agentId, batch, 'lock'));
+    const client = await this.pool.connect();
+    let done = false;
+    try {
+      await client.query('BEGIN');
+      done = await this.attempt(client, agentId, batch, 'lock');
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => {});
+      throw err;
+    } finally {
+      client.release();
+    }
     // Unreachable while the row is locked; kept so a future change cannot silently drop writes.
     if (!done) throw new GraftError('conflict', 'agent is being changed concurrently; retry');
   }
@@ -123,15 +150,17 @@ export class AgentStateWriter {
    * One decide-write round from the remembered row, a fresh read, or a locked read; false when
    * it must be tried again (another writer got in between, or a remembered row was not enough).
    */
-  private async attempt(db: Kysely<Database> | Transaction<Database>, agentId: string, batch: Pending[], source: 'remembered' | 'read' | 'lock'): Promise<boolean> {
+  private async attempt(db: pg.Pool | pg.PoolClient, agentId: string, batch: Pending[], source: 'remembered' | 'read' | 'lock'): Promise<boolean> {
     let read: AgentStateRow;
     if (source === 'remembered') {
       const known = this.known.get(agentId);
       if (!known) return false;
       read = known;
     } else {
-      const select = db.selectFrom('agents').select(STATE_COLUMNS).where('id', '=', agentId);
-      const row = await (source === 'lock' ? select.forUpdate() : select).executeTakeFirst();
+      const { rows } = await (source === 'lock'
+        ? db.query<Row>({ name: 'agent_state_lock', text: `${SELECT_STATE} FOR UPDATE`, values: [agentId] })
+        : db.query<Row>({ name: 'agent_state_read', text: SELECT_STATE, values: [agentId] }));
+      const row = rows[0];
       if (!row) {
         this.known.delete(agentId);
         for (const p of batch) p.reject(new GraftError('not_found', 'agent not found'));
@@ -166,14 +195,29 @@ export class AgentStateWriter {
     }
     // Refusals and no-ops are never checked against the database by a write: not from memory.
     if (source === 'remembered' && !wroteAll) return false;
-    if (Object.keys(set).length > 0) {
-      const written = await db
-        .updateTable('agents')
-        .set({ ...set, state_version: Number(read.stateVersion) + 1, updated_at: new Date() })
-        .where('id', '=', agentId)
-        .where('state_version', '=', read.stateVersion)
-        .returning('state_version')
-        .executeTakeFirst();
+    const keys = Object.keys(set);
+    if (keys.length > 0) {
+      const unknown = keys.filter((k) => !WRITABLE.has(k));
+      if (unknown.length > 0) throw new Error(`AgentStateWriter cannot write ${unknown.join(', ')}`);
+      const { rows } = await db.query<{ state_version: string }>({
+        name: 'agent_state_write',
+        text: WRITE_STATE,
+        values: [
+          agentId,
+          read.stateVersion,
+          cur.phase,
+          cur.activity,
+          cur.detail,
+          cur.desiredState,
+          cur.generation,
+          cur.brokerId,
+          'pending_reason' in set,
+          set.pending_reason ?? null,
+          set.last_seen_at ?? null,
+          set.activity_changed_at ?? null,
+        ],
+      });
+      const written = rows[0];
       if (!written) {
         this.known.delete(agentId);
         return false;
