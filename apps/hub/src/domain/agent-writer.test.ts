@@ -6,6 +6,7 @@ import { AgentStateWriter } from './agent-writer.js';
 import { uuidv7 } from './uuid.js';
 
 let fresh: FreshDatabase;
+let seq = 0;
 let handle: DatabaseHandle;
 
 beforeAll(async () => {
@@ -19,11 +20,12 @@ afterAll(async () => {
 });
 
 async function newAgent(): Promise<string> {
+  seq += 1;
   const db = handle.db;
   const projectId = uuidv7();
   const templateId = uuidv7();
   const id = uuidv7();
-  await db.insertInto('projects').values({ id: projectId, name: 'p', git_remote: null, labels: '{}', created_by: null }).execute();
+  await db.insertInto('projects').values({ id: projectId, name: `p${seq}`, git_remote: null, labels: '{}', created_by: null }).execute();
   await db.insertInto('templates').values({ id: templateId, name: 't', project_id: projectId, latest_version: 1, created_by: null }).execute();
   await db
     .insertInto('agents')
@@ -46,6 +48,21 @@ describe('AgentStateWriter', () => {
     expect(Number(row.generation)).toBe(101);
     // Queued changes were coalesced: far fewer row versions than changes.
     expect(Number(row.state_version) - 1).toBeLessThan(100);
+  });
+
+  it('loses no update when many agents are written in the same flushes by two replicas', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 20; i++) ids.push(await newAgent());
+    const a = new AgentStateWriter(handle.pool);
+    const b = new AgentStateWriter(handle.pool);
+    const calls = ids.flatMap((id) => Array.from({ length: 10 }, (_, i) => ({ id, w: i % 2 === 0 ? a : b })));
+    const results = await Promise.all(calls.map(({ id, w }) => w.update(id, increment).then((g) => ({ id, g }))));
+    for (const id of ids) {
+      const seen = results.filter((r) => r.id === id).map((r) => r.g);
+      expect([...seen].sort((x, y) => x - y)).toEqual(Array.from({ length: 10 }, (_, i) => i + 2));
+    }
+    const rows = await handle.db.selectFrom('agents').select(['id', 'generation']).where('id', 'in', ids).execute();
+    expect(rows.map((r) => Number(r.generation))).toEqual(ids.map(() => 11));
   });
 
   it('rejects only the caller whose decision refused, and later ones see the state before it', async () => {

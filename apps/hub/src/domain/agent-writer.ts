@@ -3,22 +3,30 @@ import { type Activity, type AgentStateView, type DesiredState, GraftError, type
 import type { Updateable } from 'kysely';
 import type pg from 'pg';
 
-/** Optimistic attempts before falling back to a row lock (a conflict means another replica wrote). */
+/** Optimistic re-reads of a conflicting agent before falling back to a row lock. */
 const OPTIMISTIC_ATTEMPTS = 2;
+/** Most agents one flush writes; the rest wait for the next one. */
+const MAX_FLUSH = 500;
 
 const STATE_COLUMNS = ['id', 'project_id', 'phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'state_version'] as const;
 
 /**
- * The hot path's two statements, fixed in shape and named, so each pooled connection has Postgres
- * parse and plan them once (and the hub builds no query per write). Every column a decision may
- * set is written from the state after the batch; the others keep their value unless given.
+ * The hot path's statements, fixed in shape and named, so each pooled connection has Postgres
+ * parse and plan them once (and the hub builds no query per write). One UPDATE writes any number
+ * of agents, each only if its state_version is still the one its decisions were made from.
  */
-const SELECT_STATE = `SELECT ${STATE_COLUMNS.join(', ')} FROM agents WHERE id = $1`;
-const WRITE_STATE = `UPDATE agents SET phase = $3, activity = $4, detail = $5, desired_state = $6, generation = $7, broker_id = $8,
-  pending_reason = CASE WHEN $9::boolean THEN $10 ELSE pending_reason END,
-  last_seen_at = COALESCE($11, last_seen_at), activity_changed_at = COALESCE($12, activity_changed_at),
-  state_version = state_version + 1, updated_at = now()
-  WHERE id = $1 AND state_version = $2 RETURNING state_version`;
+const SELECT_STATES = `SELECT ${STATE_COLUMNS.join(', ')} FROM agents WHERE id = ANY($1::uuid[])`;
+const WRITE_STATES = `UPDATE agents a SET phase = v.phase, activity = v.activity, detail = v.detail,
+  desired_state = v.desired_state, generation = v.generation, broker_id = v.broker_id,
+  pending_reason = CASE WHEN v.set_pending THEN v.pending_reason ELSE a.pending_reason END,
+  last_seen_at = COALESCE(v.last_seen_at, a.last_seen_at),
+  activity_changed_at = COALESCE(v.activity_changed_at, a.activity_changed_at),
+  state_version = a.state_version + 1, updated_at = now()
+  FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::uuid[],
+              $9::boolean[], $10::text[], $11::timestamptz[], $12::timestamptz[])
+    AS v(id, expected, phase, activity, detail, desired_state, generation, broker_id, set_pending, pending_reason, last_seen_at, activity_changed_at)
+  WHERE a.id = v.id AND a.state_version = v.expected
+  RETURNING a.id, a.state_version`;
 
 /** Columns a decision may set; anything else is a programming error, not silently dropped. */
 const WRITABLE = new Set(['phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'pending_reason', 'last_seen_at', 'activity_changed_at']);
@@ -46,6 +54,17 @@ interface Pending {
   reject: (err: unknown) => void;
 }
 
+/** One agent's queued changes decided against one base row. */
+interface Decided {
+  id: string;
+  base: AgentStateRow;
+  after: AgentStateRow;
+  set: Updateable<AgentsTable>;
+  /** False when any change was refused or a no-op: those were never checked by a write. */
+  wroteAll: boolean;
+  settle: Array<() => void>;
+}
+
 function toStateRow(row: Row): AgentStateRow {
   return {
     id: row.id,
@@ -60,7 +79,7 @@ function toStateRow(row: Row): AgentStateRow {
   };
 }
 
-/** The state a decision's columns produce, so the next decision in a batch sees it. */
+/** The state a decision's columns produce, so the next decision sees it. */
 function applySet(cur: AgentStateRow, set: Updateable<AgentsTable>): AgentStateRow {
   return {
     ...cur,
@@ -73,26 +92,88 @@ function applySet(cur: AgentStateRow, set: Updateable<AgentsTable>): AgentStateR
   };
 }
 
+/** Decides one agent's queued changes in arrival order, each against the state the previous produced. */
+function decideAll(base: AgentStateRow, pendings: Pending[]): Decided {
+  let after = base;
+  let set: Updateable<AgentsTable> = {};
+  let wroteAll = true;
+  const settle: Array<() => void> = [];
+  for (const p of pendings) {
+    let d: AgentDecision<unknown>;
+    try {
+      d = p.decide(after);
+    } catch (err) {
+      wroteAll = false;
+      settle.push(() => p.reject(err));
+      continue;
+    }
+    if ('noop' in d) {
+      wroteAll = false;
+      const value = d.noop;
+      settle.push(() => p.resolve(value));
+      continue;
+    }
+    const unknown = Object.keys(d.set).filter((k) => !WRITABLE.has(k));
+    if (unknown.length > 0) throw new Error(`AgentStateWriter cannot write ${unknown.join(', ')}`);
+    set = { ...set, ...d.set };
+    after = applySet(after, d.set);
+    const state = after;
+    const answer = d.result;
+    settle.push(() => p.resolve(answer(state)));
+  }
+  return { id: base.id, base, after, set, wroteAll, settle };
+}
+
+async function readStates(db: pg.Pool | pg.PoolClient, ids: string[], lock: boolean): Promise<Map<string, AgentStateRow>> {
+  const { rows } = lock
+    ? await db.query<Row>({ name: 'agent_states_lock', text: `${SELECT_STATES} FOR UPDATE`, values: [ids] })
+    : await db.query<Row>({ name: 'agent_states_read', text: SELECT_STATES, values: [ids] });
+  return new Map(rows.map((r) => [r.id, toStateRow(r)]));
+}
+
+/** Writes every decided agent whose row is unchanged; returns the new versions of those written. */
+async function writeStates(db: pg.Pool | pg.PoolClient, decided: Decided[]): Promise<Map<string, string>> {
+  const col = <T>(f: (d: Decided) => T) => decided.map(f);
+  const { rows } = await db.query<{ id: string; state_version: string }>({
+    name: 'agent_states_write',
+    text: WRITE_STATES,
+    values: [
+      col((d) => d.id),
+      col((d) => d.base.stateVersion),
+      col((d) => d.after.phase),
+      col((d) => d.after.activity),
+      col((d) => d.after.detail),
+      col((d) => d.after.desiredState),
+      col((d) => d.after.generation),
+      col((d) => d.after.brokerId),
+      col((d) => 'pending_reason' in d.set),
+      col((d) => d.set.pending_reason ?? null),
+      col((d) => d.set.last_seen_at ?? null),
+      col((d) => d.set.activity_changed_at ?? null),
+    ],
+  });
+  return new Map(rows.map((r) => [r.id, r.state_version]));
+}
+
 /**
  * Every change of an agent's state goes through here (status reports, lifecycle actions).
  *
  * Read-decide-write with optimistic concurrency: a write lands only if the row's state_version is
- * still the one the decision was made from. Changes to one agent on this replica queue; when a
- * write finishes, everything queued behind it is decided in arrival order, each against the state
- * the previous one produced, and written as one UPDATE. Each caller gets the state after its own
- * change, exactly as if they had run one by one, but a burst of reports costs two round trips,
- * not two each. A conflict can only come from another replica; after two, the batch is retried
- * under `SELECT ... FOR UPDATE`, which always makes progress.
+ * still the one the decision was made from. Changes queue here and are written in flushes, one at
+ * a time: a flush takes every agent with queued changes, decides each agent's changes in arrival
+ * order (each against the state the previous one produced, so every caller gets exactly what
+ * running one by one would give) and writes all of them with one UPDATE: group commit, so a
+ * burst of reports from many agents costs one round trip, not one each.
  *
- * The row as last written here is remembered (bounded LRU), so the next change to a busy agent
- * skips the read: one round trip. A stale entry cannot lose an update (the version check refuses
- * the write and the batch is re-read), and since refusals and no-ops write nothing, a batch
- * decided from memory is only answered when all of it wrote; otherwise it is decided again from a
- * fresh read.
+ * The row as last written here is remembered (bounded LRU), so a busy agent needs no read. A
+ * stale entry cannot lose an update (the version check refuses that row), and since refusals and
+ * no-ops write nothing, changes decided from memory are only answered when all of them wrote;
+ * otherwise the agent goes the slow way: a fresh read, twice, then `SELECT ... FOR UPDATE`, which
+ * always makes progress.
  */
 export class AgentStateWriter {
   private readonly queued = new Map<string, Pending[]>();
-  private readonly draining = new Set<string>();
+  private flushing = false;
   /** Last row written per agent, oldest first (Map keeps insertion order). */
   private readonly known = new Map<string, AgentStateRow>();
 
@@ -107,127 +188,115 @@ export class AgentStateWriter {
       const q = this.queued.get(agentId) ?? [];
       q.push({ decide, resolve: resolve as (v: unknown) => void, reject });
       this.queued.set(agentId, q);
-      if (!this.draining.has(agentId)) void this.drain(agentId);
+      this.kick();
     });
   }
 
-  private async drain(agentId: string): Promise<void> {
-    this.draining.add(agentId);
-    try {
-      for (let batch = this.queued.get(agentId); batch; batch = this.queued.get(agentId)) {
-        this.queued.delete(agentId);
-        await this.writeBatch(agentId, batch).catch((err: unknown) => {
-          for (const p of batch ?? []) p.reject(err);
-        });
-      }
-    } finally {
-      this.draining.delete(agentId);
+  private kick(): void {
+    if (this.flushing || this.queued.size === 0) return;
+    this.flushing = true;
+    const batch = new Map<string, Pending[]>();
+    for (const [id, pendings] of this.queued) {
+      if (batch.size >= MAX_FLUSH) break;
+      batch.set(id, pendings);
     }
+    for (const id of batch.keys()) this.queued.delete(id);
+    void this.flush(batch)
+      .catch((err: unknown) => {
+        for (const pendings of batch.values()) for (const p of pendings) p.reject(err);
+      })
+      .finally(() => {
+        this.flushing = false;
+        this.kick();
+      });
   }
 
-  private async writeBatch(agentId: string, batch: Pending[]): Promise<void> {
-    if (await this.attempt(this.pool, agentId, batch, 'remembered')) return;
+  private async flush(batch: Map<string, Pending[]>): Promise<void> {
+    const bases = new Map<string, AgentStateRow>();
+    const fresh = new Set<string>();
+    const unknown: string[] = [];
+    for (const id of batch.keys()) {
+      const k = this.known.get(id);
+      if (k) bases.set(id, k);
+      else unknown.push(id);
+    }
+    if (unknown.length > 0) {
+      const read = await readStates(this.pool, unknown, false);
+      for (const id of unknown) {
+        const row = read.get(id);
+        if (row) {
+          bases.set(id, row);
+          fresh.add(id);
+        } else {
+          this.rejectMissing(id, batch.get(id) ?? []);
+          batch.delete(id);
+        }
+      }
+    }
+    const slow: string[] = [];
+    const writes: Decided[] = [];
+    for (const [id, pendings] of batch) {
+      const base = bases.get(id);
+      if (!base) continue;
+      const d = decideAll(base, pendings);
+      if (!fresh.has(id) && !d.wroteAll) slow.push(id);
+      else if (Object.keys(d.set).length === 0) this.finish(d, base.stateVersion);
+      else writes.push(d);
+    }
+    if (writes.length > 0) {
+      const written = await writeStates(this.pool, writes);
+      for (const d of writes) {
+        const version = written.get(d.id);
+        if (version !== undefined) this.finish(d, version);
+        else {
+          this.known.delete(d.id);
+          slow.push(d.id);
+        }
+      }
+    }
+    for (const id of slow) await this.slowPath(id, batch.get(id) ?? []);
+  }
+
+  /** One agent after a conflict: fresh reads first, then under a row lock. */
+  private async slowPath(id: string, pendings: Pending[]): Promise<void> {
     for (let attempt = 0; attempt < OPTIMISTIC_ATTEMPTS; attempt++) {
-      if (await this.attempt(this.pool, agentId, batch, 'read')) return;
+      const base = (await readStates(this.pool, [id], false)).get(id);
+      if (!base) return this.rejectMissing(id, pendings);
+      const d = decideAll(base, pendings);
+      if (Object.keys(d.set).length === 0) return this.finish(d, base.stateVersion);
+      const version = (await writeStates(this.pool, [d])).get(id);
+      if (version !== undefined) return this.finish(d, version);
     }
     const client = await this.pool.connect();
-    let done = false;
     try {
       await client.query('BEGIN');
-      done = await this.attempt(client, agentId, batch, 'lock');
+      const base = (await readStates(client, [id], true)).get(id);
+      if (!base) {
+        await client.query('COMMIT');
+        return this.rejectMissing(id, pendings);
+      }
+      const d = decideAll(base, pendings);
+      const version = Object.keys(d.set).length === 0 ? base.stateVersion : (await writeStates(client, [d])).get(id);
       await client.query('COMMIT');
+      // Unreachable while the row is locked; kept so a future change cannot silently drop writes.
+      if (version === undefined) throw new GraftError('conflict', 'agent is being changed concurrently; retry');
+      this.finish(d, version);
     } catch (err) {
       await client.query('ROLLBACK').catch(() => {});
       throw err;
     } finally {
       client.release();
     }
-    // Unreachable while the row is locked; kept so a future change cannot silently drop writes.
-    if (!done) throw new GraftError('conflict', 'agent is being changed concurrently; retry');
   }
 
-  /**
-   * One decide-write round from the remembered row, a fresh read, or a locked read; false when
-   * it must be tried again (another writer got in between, or a remembered row was not enough).
-   */
-  private async attempt(db: pg.Pool | pg.PoolClient, agentId: string, batch: Pending[], source: 'remembered' | 'read' | 'lock'): Promise<boolean> {
-    let read: AgentStateRow;
-    if (source === 'remembered') {
-      const known = this.known.get(agentId);
-      if (!known) return false;
-      read = known;
-    } else {
-      const { rows } = await (source === 'lock'
-        ? db.query<Row>({ name: 'agent_state_lock', text: `${SELECT_STATE} FOR UPDATE`, values: [agentId] })
-        : db.query<Row>({ name: 'agent_state_read', text: SELECT_STATE, values: [agentId] }));
-      const row = rows[0];
-      if (!row) {
-        this.known.delete(agentId);
-        for (const p of batch) p.reject(new GraftError('not_found', 'agent not found'));
-        return true;
-      }
-      read = toStateRow(row);
-    }
-    let cur = read;
-    let wroteAll = true;
-    let set: Updateable<AgentsTable> = {};
-    const settle: Array<() => void> = [];
-    for (const p of batch) {
-      let d: AgentDecision<unknown>;
-      try {
-        d = p.decide(cur);
-      } catch (err) {
-        wroteAll = false;
-        settle.push(() => p.reject(err));
-        continue;
-      }
-      if ('noop' in d) {
-        wroteAll = false;
-        const value = d.noop;
-        settle.push(() => p.resolve(value));
-        continue;
-      }
-      set = { ...set, ...d.set };
-      cur = applySet(cur, d.set);
-      const after = cur;
-      const answer = d.result;
-      settle.push(() => p.resolve(answer(after)));
-    }
-    // Refusals and no-ops are never checked against the database by a write: not from memory.
-    if (source === 'remembered' && !wroteAll) return false;
-    const keys = Object.keys(set);
-    if (keys.length > 0) {
-      const unknown = keys.filter((k) => !WRITABLE.has(k));
-      if (unknown.length > 0) throw new Error(`AgentStateWriter cannot write ${unknown.join(', ')}`);
-      const { rows } = await db.query<{ state_version: string }>({
-        name: 'agent_state_write',
-        text: WRITE_STATE,
-        values: [
-          agentId,
-          read.stateVersion,
-          cur.phase,
-          cur.activity,
-          cur.detail,
-          cur.desiredState,
-          cur.generation,
-          cur.brokerId,
-          'pending_reason' in set,
-          set.pending_reason ?? null,
-          set.last_seen_at ?? null,
-          set.activity_changed_at ?? null,
-        ],
-      });
-      const written = rows[0];
-      if (!written) {
-        this.known.delete(agentId);
-        return false;
-      }
-      this.remember({ ...cur, stateVersion: written.state_version });
-    } else {
-      this.remember(read);
-    }
-    for (const s of settle) s();
-    return true;
+  private finish(d: Decided, stateVersion: string): void {
+    this.remember({ ...d.after, stateVersion });
+    for (const s of d.settle) s();
+  }
+
+  private rejectMissing(id: string, pendings: Pending[]): void {
+    this.known.delete(id);
+    for (const p of pendings) p.reject(new GraftError('not_found', 'agent not found'));
   }
 
   private remember(row: AgentStateRow): void {
