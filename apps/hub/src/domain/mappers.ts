@@ -1,6 +1,6 @@
 import { type RawBuilder, type Selectable, sql } from 'kysely';
-import type { AgentsTable, ApiKeysTable, ProjectsTable, TemplateVersionsTable, UsersTable } from '@graft/db';
-import type { Activity, Agent, ApiKey, ApiKeyScope, DesiredState, PendingReason, Phase, Project, ProjectRole, TemplateSpec, TemplateVersion, User } from '@graft/protocol';
+import type { ApiKeysTable, ProjectsTable, TemplateVersionsTable, UsersTable } from '@graft/db';
+import type { ApiKey, ApiKeyScope, Project, ProjectRole, TemplateSpec, TemplateVersion, User } from '@graft/protocol';
 
 const iso = (d: Date): string => d.toISOString();
 const isoOrNull = (d: Date | null): string | null => (d ? d.toISOString() : null);
@@ -50,64 +50,15 @@ export function toTemplateVersion(r: Selectable<TemplateVersionsTable>): Templat
   };
 }
 
-/** The agent columns the API shows (env stays server-side: it may carry credentials). */
-export const AGENT_COLUMNS = [
-  'id',
-  'name',
-  'project_id',
-  'template_id',
-  'template_version',
-  'phase',
-  'activity',
-  'detail',
-  'desired_state',
-  'generation',
-  'broker_id',
-  'pending_reason',
-  'task',
-  'labels',
-  'created_by',
-  'created_at',
-  'updated_at',
-  'last_seen_at',
-] as const;
-
-/** The agent row as selected with {@link AGENT_COLUMNS}. */
-export type AgentRow = Pick<Selectable<AgentsTable>, (typeof AGENT_COLUMNS)[number]>;
-
-/** Row → API agent. */
-export function toAgent(r: AgentRow): Agent {
-  return {
-    id: r.id,
-    name: r.name,
-    projectId: r.project_id,
-    templateId: r.template_id,
-    templateVersion: r.template_version,
-    phase: r.phase as Phase,
-    activity: r.activity as Activity | null,
-    detail: r.detail,
-    desiredState: r.desired_state as DesiredState,
-    generation: Number(r.generation),
-    brokerId: r.broker_id,
-    pendingReason: r.pending_reason as PendingReason | null,
-    task: r.task,
-    labels: r.labels,
-    createdBy: r.created_by,
-    createdAt: iso(r.created_at),
-    updatedAt: iso(r.updated_at),
-    lastSeenAt: isoOrNull(r.last_seen_at),
-  };
-}
-
 /** ISO-8601 UTC with milliseconds, as `Date.prototype.toISOString` writes it (truncated, not rounded). */
 const isoSql = (column: string): RawBuilder<string | null> =>
   sql`to_char(date_trunc('milliseconds', ${sql.ref(column)}) AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 /**
- * The API agent object of {@link toAgent}, built by Postgres as JSON text for the read paths
- * (lists and GET): the hub then skips parsing 18 columns per row, two Date round trips and
- * JSON.stringify, which were most of a list request's CPU. `alias` is the agents table's alias.
- * A test asserts this and toAgent agree for the same row.
+ * The API agent object (protocol `Agent`), built by Postgres as JSON text: the one definition of
+ * how an agent row is shown. The hub then skips parsing 18 columns per row, two Date round trips
+ * and JSON.stringify, which were most of a list request's CPU. `alias` is the agents table's
+ * alias; `env` is never shown (it may carry credentials). Tests validate it against `Agent`.
  */
 export function agentJsonSql(alias: string): RawBuilder<string> {
   const c = (name: string) => sql.ref(`${alias}.${name}`);

@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import { GraftApiError, GraftClient } from '@graft/client';
-import type { Agent, AgentStatusResponse, ErrorBody } from '@graft/protocol';
+import { Agent, type AgentStatusResponse, type ErrorBody } from '@graft/protocol';
 import { apiFailure, apiRequest, type HubFixture, startHubFixture } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -180,8 +180,11 @@ describe('agent creation', () => {
 });
 
 describe('agent reads and lists', () => {
-  it('returns exactly the same agent from writes (mapped in the hub) and reads (built by Postgres)', async () => {
+  it('answers every agent response in exactly the protocol Agent shape, the same from writes and reads', async () => {
+    const strict = Agent.strict();
     const created = await alice.createAgent({ projectId: projectA, name: 'same-shape', template: 'worker', task: 'ünïcode "quoted" \\ task', labels: { team: 'core', 'x.y/z': '' } });
+    expect(strict.parse(created)).toEqual(created);
+    expect(created.createdAt).toMatch(ISO_RE);
     expect(await alice.getAgent(created.id)).toEqual(created);
     const self = await asAgent(created.id);
     for (const phase of ['provisioning', 'starting', 'running'] as const) await self.reportStatus(created.id, { phase, detail: `in ${phase}` });
@@ -189,6 +192,7 @@ describe('agent reads and lists', () => {
     const suspended = await alice.agentAction(created.id, 'suspend');
     expect(suspended.lastSeenAt).not.toBeNull();
     expect(suspended.generation).toBe(2);
+    expect(strict.parse(suspended)).toEqual(suspended);
     const read = await alice.getAgent(created.id);
     expect(read).toEqual(suspended);
     const listed = (await alice.listAgents({ projectId: projectA, limit: 500 })).items.find((a) => a.id === created.id);

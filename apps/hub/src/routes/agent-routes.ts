@@ -19,7 +19,7 @@ import { sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
 import { decodeCursor, isUuidKey, rawJsonPage } from '../domain/cursor.js';
-import { AGENT_COLUMNS, agentJsonSql, toAgent } from '../domain/mappers.js';
+import { agentJsonSql } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
 import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
@@ -55,6 +55,12 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
     return row;
   };
 
+  /** The agent as the API shows it, read after a write. */
+  const agentJson = async (id: string): Promise<RawJson> => {
+    const row = await db.selectFrom('agents as a').select(agentJsonSql('a').as('json')).where('a.id', '=', id).executeTakeFirstOrThrow();
+    return new RawJson(row.json);
+  };
+
   const lifecycle = (action: Exclude<LifecycleAction, 'delete'>, summary: string) =>
     route({
       method: 'post',
@@ -84,8 +90,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           };
         });
         ctx.log.info('agent.action', { agentId: params.id, action });
-        const row = await db.selectFrom('agents').select(AGENT_COLUMNS).where('id', '=', params.id).executeTakeFirstOrThrow();
-        return { status: 200, body: toAgent(row) };
+        return { status: 200, body: await agentJson(params.id) };
       },
     });
 
@@ -170,10 +175,10 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
               labels: JSON.stringify(body.labels ?? {}),
               created_by: user.userId,
             })
-            .returning(AGENT_COLUMNS)
+            .returning(agentJsonSql('agents').as('json'))
             .executeTakeFirstOrThrow();
           ctx.log.info('agent.created', { agentId: id, projectId: body.projectId, templateId: template.id, templateVersion: version });
-          return { status: 201, body: toAgent(row) };
+          return { status: 201, body: new RawJson(row.json) };
         } catch (err) {
           if (isUniqueViolation(err)) throw new GraftError('conflict', `an agent named ${body.name} already exists in this project`, { field: 'name' });
           throw err;
@@ -215,8 +220,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           ctx.log.info('agent.deleted', { agentId: params.id });
           return { status: 204 };
         }
-        const row = await db.selectFrom('agents').select(AGENT_COLUMNS).where('id', '=', params.id).executeTakeFirstOrThrow();
-        return { status: 202, body: toAgent(row) };
+        return { status: 202, body: await agentJson(params.id) };
       },
     }),
     route({
