@@ -297,16 +297,6 @@ async function startBaseline() {
   return { url: `http://127.0.0.1:${port}`, pid: child.pid };
 }
 
-function stopBaseline() {
-  const b = resources.baseline;
-  if (!b) return Promise.resolve();
-  resources.baseline = undefined;
-  if (b.exitCode !== null || b.signalCode !== null) return Promise.resolve();
-  return new Promise((ok) => {
-    b.once('exit', () => ok());
-    process.kill(b.pid, 'SIGTERM');
-  });
-}
 
 // --- measuring -----------------------------------------------------------------------------------
 

@@ -74,6 +74,9 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/api/v1/agents/{A}/status', body: { detail: 'matrix' }, inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token/refresh', inP: true, agentOnly: true },
+  { method: 'POST', path: '/api/v1/brokers/register', body: { name: 'matrix-broker' } },
+  { method: 'GET', path: '/api/v1/brokers' },
+  { method: 'GET', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0' },
 ];
 
 /** What agent A's own token may do; everything else is 403 for it. */
@@ -130,6 +133,16 @@ const specific: Case[] = [
   no('pAdmin', 'POST', '/api/v1/admin/signing-keys/rotate', 403, 'forbidden'),
   no('member', 'POST', '/api/v1/admin/signing-keys/rotate', 403, 'forbidden'),
   ok('platform', 'POST', '/api/v1/admin/signing-keys/rotate', 201),
+
+  // Brokers are infrastructure: platform admins only, project admins included in the refusal.
+  no('pAdmin', 'POST', '/api/v1/brokers/register', 403, 'forbidden', { name: 'matrix-broker' }),
+  no('member', 'GET', '/api/v1/brokers', 403, 'forbidden'),
+  no('outsider', 'GET', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 403, 'forbidden'),
+  ok('platform', 'POST', '/api/v1/brokers/register', 201, { name: 'matrix-broker' }),
+  ok('platform', 'GET', '/api/v1/brokers', 200),
+  no('platform', 'GET', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
+  // Joining authenticates by the join token in the body, whatever the Authorization header says.
+  no('anon', 'POST', '/api/v1/brokers/join', 404, 'not_found', { brokerId: '00000000-0000-4000-8000-00000000b0b0', joinToken: 'gjt_x', hostname: 'h', version: '1', runtimes: ['process'], capacity: { maxAgents: 1 } }),
 
   // Projects
   ok('outsider', 'GET', '/api/v1/projects', 200),
@@ -334,7 +347,7 @@ describe('authorisation matrix', () => {
   it('covers every /api/v1 route for anonymous, revoked, read-only and agent callers', async () => {
     const doc = (await (await fetch(`${fx.hub.url}/api/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths)
-      .filter(([p]) => p.startsWith('/api/v1/') && p !== '/api/v1/openapi.json' && p !== '/api/v1/auth/dev-login')
+      .filter(([p]) => p.startsWith('/api/v1/') && p !== '/api/v1/openapi.json' && p !== '/api/v1/auth/dev-login' && p !== '/api/v1/brokers/join')
       .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ op: `${m.toUpperCase()} ${p}`, method: m.toUpperCase(), re: new RegExp(`^${p.replace(/\{[^}]+\}/g, '[^/]+')}$`) })));
     expect(documented.length).toBeGreaterThan(30);
     const uncovered = documented.filter((d) => !ROUTES.some((r) => r.method === d.method && d.re.test(r.path.replace(/\?.*$/, ''))));

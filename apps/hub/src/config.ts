@@ -43,6 +43,10 @@ const HubEnv = z.object({
   /** Lifetime of agent JWTs, in seconds (agents refresh before expiry). */
   GRAFT_AGENT_TOKEN_TTL_SECS: z.coerce.number().int().min(60).max(86400).default(15 * 60),
 
+  // --- Brokers ---
+  /** Lifetime of a broker join token (phase 1 of registration), in seconds; at most 24 h. */
+  GRAFT_BROKER_JOIN_TTL_SECS: z.coerce.number().int().min(60).max(86400).default(3600),
+
   // --- Observability ---
   /** Minimum log level. */
   GRAFT_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -59,6 +63,7 @@ export interface HubConfig {
     userTokenTtlSecs: number;
     agentTokenTtlSecs: number;
   };
+  brokers: { joinTtlSecs: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -88,6 +93,7 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
       userTokenTtlSecs: e.GRAFT_USER_TOKEN_TTL_SECS,
       agentTokenTtlSecs: e.GRAFT_AGENT_TOKEN_TTL_SECS,
     },
+    brokers: { joinTtlSecs: e.GRAFT_BROKER_JOIN_TTL_SECS },
     log: { level: e.GRAFT_LOG_LEVEL },
   };
 }

@@ -19,5 +19,5 @@ export interface HubContext {
   log: Logger;
   version: string;
   startedAt: number;
-  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number };
+  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number; brokerJoinTtlSecs: number; publicUrl: string | undefined };
 }

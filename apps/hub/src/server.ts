@@ -20,6 +20,7 @@ import { createHubMetrics } from './http/metrics.js';
 import type { RouteSpec } from './http/route.js';
 import { agentRoutes } from './routes/agent-routes.js';
 import { authRoutes } from './routes/auth-routes.js';
+import { brokerRoutes } from './routes/broker-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
 import { projectRoutes } from './routes/project-routes.js';
 import { templateRoutes } from './routes/template-routes.js';
@@ -107,10 +108,16 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       log,
       version: HUB_VERSION,
       startedAt: Date.now(),
-      settings: { devAuth: config.security.devAuth, userTokenTtlSecs: config.security.userTokenTtlSecs, agentTokenTtlSecs: config.security.agentTokenTtlSecs },
+      settings: {
+        devAuth: config.security.devAuth,
+        userTokenTtlSecs: config.security.userTokenTtlSecs,
+        agentTokenTtlSecs: config.security.agentTokenTtlSecs,
+        brokerJoinTtlSecs: config.brokers.joinTtlSecs,
+        publicUrl: config.http.publicUrl,
+      },
     };
     const routes: RouteSpec[] = [];
-    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx));
+    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...brokerRoutes(ctx));
     const inFlight = new InFlight();
     const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
     const server: Server = await new Promise((ok, fail) => {

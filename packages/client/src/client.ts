@@ -4,6 +4,7 @@ import type {
   AgentStatusResponse,
   AgentToken,
   ApiKey,
+  Broker,
   CreateAgentRequest,
   CreateApiKeyRequest,
   CreatedApiKey,
@@ -14,6 +15,8 @@ import type {
   ErrorBody,
   ErrorCode,
   Health,
+  JoinBrokerRequest,
+  JoinBrokerResponse,
   ListAgentsQuery,
   Me,
   Page,
@@ -21,6 +24,8 @@ import type {
   ProjectDetail,
   ProjectMember,
   ProjectRole,
+  RegisterBrokerRequest,
+  RegisterBrokerResponse,
   RegisterProjectRequest,
   RegisterProjectResponse,
   SecretMeta,
@@ -249,5 +254,23 @@ export class GraftClient {
   /** `POST /api/v1/agents/:id/token/refresh` (agent token). */
   refreshAgentToken(id: string): Promise<AgentToken> {
     return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/token/refresh`);
+  }
+
+  // --- brokers ---
+  /** `POST /api/v1/brokers/register` (phase 1). */
+  registerBroker(body: RegisterBrokerRequest): Promise<RegisterBrokerResponse> {
+    return this.request('POST', '/api/v1/brokers/register', { body });
+  }
+  /** `POST /api/v1/brokers/join` (phase 2; no token needed). */
+  joinBroker(body: JoinBrokerRequest): Promise<JoinBrokerResponse> {
+    return this.request('POST', '/api/v1/brokers/join', { body });
+  }
+  /** `GET /api/v1/brokers`. */
+  listBrokers(opts: ListOptions = {}): Promise<Page<Broker>> {
+    return this.request('GET', '/api/v1/brokers', { query: { ...opts } });
+  }
+  /** `GET /api/v1/brokers/:id`. */
+  getBroker(id: string): Promise<Broker> {
+    return this.request('GET', `/api/v1/brokers/${encodeURIComponent(id)}`);
   }
 }

@@ -111,6 +111,37 @@ export interface AgentsTable {
   updated_at: Timestamp;
   activity_changed_at: NullableTimestamp;
   last_seen_at: NullableTimestamp;
+  requested_broker_id: ColumnType<string | null, string | null | undefined, string | null>;
+}
+
+/** `brokers` table: runtime brokers, registered in two phases. */
+export interface BrokersTable {
+  id: string;
+  name: string;
+  labels: JSONColumnType<Record<string, string>>;
+  auto_provide: ColumnType<boolean, boolean | undefined, boolean>;
+  join_token_hash: Buffer | null;
+  join_expires_at: ColumnType<Date, Date | string, Date | string>;
+  joined_at: NullableTimestamp;
+  secret_enc: string | null;
+  previous_secret_enc: string | null;
+  previous_secret_expires_at: NullableTimestamp;
+  hostname: string | null;
+  version: string | null;
+  runtimes: ColumnType<string[], string[] | undefined, string[]>;
+  max_agents: number | null;
+  draining: ColumnType<boolean, boolean | undefined, boolean>;
+  last_heartbeat_at: NullableTimestamp;
+  created_by: string | null;
+  created_at: Timestamp;
+  updated_at: Timestamp;
+}
+
+/** `broker_projects` table: which projects a broker may run agents for. */
+export interface BrokerProjectsTable {
+  broker_id: string;
+  project_id: string;
+  created_at: Timestamp;
 }
 
 /** The whole database as Kysely sees it. */
@@ -124,4 +155,6 @@ export interface Database {
   templates: TemplatesTable;
   template_versions: TemplateVersionsTable;
   agents: AgentsTable;
+  brokers: BrokersTable;
+  broker_projects: BrokerProjectsTable;
 }

@@ -1,6 +1,7 @@
 export * from './agent-state.js';
 export * from './agents.js';
 export * from './auth.js';
+export * from './brokers.js';
 export * from './errors.js';
 export * from './health.js';
 export * from './ids.js';

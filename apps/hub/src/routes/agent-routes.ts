@@ -139,8 +139,10 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       handler: async ({ body, principal }) => {
         const user = asUser(principal);
         await requireProjectRole(db, principal, body.projectId, 'member');
-        // Brokers join in the next milestone; until then no broker id can name one.
-        if (body.brokerId !== undefined) throw new GraftError('not_found', `broker ${body.brokerId} not found`, { field: 'brokerId' });
+        if (body.brokerId !== undefined) {
+          const broker = await db.selectFrom('brokers').select('id').where('id', '=', body.brokerId).executeTakeFirst();
+          if (!broker) throw new GraftError('not_found', `broker ${body.brokerId} not found`, { field: 'brokerId' });
+        }
         const [ref = '', pinned] = body.template.split('@');
         const byId = UUID_RE.test(ref);
         const template = await db
@@ -170,6 +172,8 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
               // Placement arrives with brokers; until one can take the agent it waits with a reason.
               pending_reason: 'no_broker',
               broker_id: null,
+              // Honoured by placement: the agent then waits for this broker only.
+              requested_broker_id: body.brokerId ?? null,
               task: body.task ?? null,
               env: JSON.stringify(body.env ?? {}),
               labels: JSON.stringify(body.labels ?? {}),

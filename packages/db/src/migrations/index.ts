@@ -1,5 +1,6 @@
 import type { Migration } from '../migration.js';
 import { m0001Initial } from './0001-initial.js';
+import { m0002Brokers } from './0002-brokers.js';
 
 /** Every migration, in order. Append only: released migrations are never edited or removed. */
-export const migrations: readonly Migration[] = [m0001Initial];
+export const migrations: readonly Migration[] = [m0001Initial, m0002Brokers];

@@ -1,0 +1,115 @@
+import { createHash, randomUUID } from 'node:crypto';
+import { GraftClient } from '@graft/client';
+import { Broker } from '@graft/protocol';
+import { apiRequest, devLogin, expectApiError, type HubFixture, startHubFixture } from '@graft/testkit';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+let fx: HubFixture;
+let admin: GraftClient;
+let db: pg.Client;
+const neverPrinted: string[] = [];
+
+beforeAll(async () => {
+  fx = await startHubFixture(inject('pgAdminUrl'));
+  admin = new GraftClient({ baseUrl: fx.hub.url, token: fx.hub.adminToken });
+  db = new pg.Client({ connectionString: fx.database.url });
+  await db.connect();
+});
+afterAll(async () => {
+  await db?.end();
+  await fx?.stop();
+});
+
+const joinBody = (brokerId: string, joinToken: string) => ({ brokerId, joinToken, hostname: 'node-1', version: '0.1.0', runtimes: ['process'], capacity: { maxAgents: 8 } });
+const join = (brokerId: string, joinToken: string) => apiRequest(fx.hub.url, null, 'POST', '/api/v1/brokers/join', joinBody(brokerId, joinToken));
+
+describe('broker registration, phase 1', () => {
+  it('lets a platform admin register a broker; only the hash of the single-use token is stored', async () => {
+    const { project } = await admin.registerProject({ name: 'linked' });
+    const r = await admin.registerBroker({ name: 'node-a', labels: { zone: 'eu' }, projectIds: [project.id] });
+    neverPrinted.push(r.joinToken);
+    expect(r.brokerId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(r.joinToken).toMatch(/^gjt_[A-Za-z0-9_-]{43}$/);
+    const ttl = (Date.parse(r.expiresAt) - Date.now()) / 1000;
+    expect(ttl).toBeGreaterThan(3500);
+    expect(ttl).toBeLessThanOrEqual(3600);
+    const row = await db.query('SELECT join_token_hash, to_jsonb(b)::text AS all_columns FROM brokers b WHERE id = $1', [r.brokerId]);
+    expect(row.rows[0].join_token_hash.equals(createHash('sha256').update(r.joinToken).digest())).toBe(true);
+    expect(row.rows[0].all_columns).not.toContain(r.joinToken);
+    const shown = Broker.strict().parse(await admin.getBroker(r.brokerId));
+    expect(shown).toMatchObject({ name: 'node-a', labels: { zone: 'eu' }, projectIds: [project.id], joined: false, status: 'offline', runtimes: [] });
+    expect(JSON.stringify(shown)).not.toContain(r.joinToken);
+  });
+
+  it('refuses non-admins (403), duplicate names (409) and unknown projects (404)', async () => {
+    const user = await devLogin(fx.hub.url, 'broker-user@example.com');
+    expectApiError(await apiRequest(fx.hub.url, user.token, 'POST', '/api/v1/brokers/register', { name: 'nope' }), 403, 'forbidden');
+    expectApiError(await apiRequest(fx.hub.url, user.token, 'GET', '/api/v1/brokers'), 403, 'forbidden');
+    await admin.registerBroker({ name: 'twice' });
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', '/api/v1/brokers/register', { name: 'twice' }), 409, 'conflict');
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', '/api/v1/brokers/register', { name: 'orphan', projectIds: [randomUUID()] }), 404, 'not_found');
+    expect((await admin.listBrokers()).items.map((b) => b.name)).not.toContain('orphan');
+  });
+});
+
+describe('broker join, phase 2', () => {
+  it('exchanges the token once for a secret, and records the node', async () => {
+    const r = await admin.registerBroker({ name: 'node-join' });
+    const res = await join(r.brokerId, r.joinToken);
+    expect(res.status).toBe(200);
+    const body = res.body as { brokerId: string; secretKey: string; hubUrl: string };
+    neverPrinted.push(body.secretKey);
+    expect(body).toEqual({ brokerId: r.brokerId, secretKey: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), hubUrl: fx.hub.url });
+    const row = await db.query('SELECT join_token_hash, secret_enc FROM brokers WHERE id = $1', [r.brokerId]);
+    expect(row.rows[0].join_token_hash).toBeNull();
+    expect(row.rows[0].secret_enc).not.toContain(body.secretKey);
+    const shown = await admin.getBroker(r.brokerId);
+    expect(shown).toMatchObject({ joined: true, joinExpiresAt: null, hostname: 'node-1', version: '0.1.0', runtimes: ['process'], capacity: { maxAgents: 8 }, load: { runningAgents: 0 } });
+    expectApiError(await join(r.brokerId, r.joinToken), 409, 'join_token_consumed');
+  });
+
+  it('gives a wrong token, an unknown broker and an expired token each their own error', async () => {
+    const r = await admin.registerBroker({ name: 'node-errors' });
+    const other = await admin.registerBroker({ name: 'node-other' });
+    expectApiError(await join(r.brokerId, other.joinToken), 401, 'join_token_invalid');
+    expectApiError(await join(randomUUID(), r.joinToken), 404, 'not_found');
+    await db.query("UPDATE brokers SET join_expires_at = now() - interval '1 second' WHERE id = $1", [r.brokerId]);
+    expectApiError(await join(r.brokerId, r.joinToken), 401, 'join_token_expired');
+    // Failed attempts consumed nothing: the other broker can still join.
+    expect((await join(other.brokerId, other.joinToken)).status).toBe(200);
+  });
+
+  it('lets exactly one of ten concurrent joins with the same token succeed', async () => {
+    const r = await admin.registerBroker({ name: 'node-race' });
+    const results = await Promise.all(Array.from({ length: 10 }, () => join(r.brokerId, r.joinToken)));
+    expect(results.filter((x) => x.status === 200)).toHaveLength(1);
+    for (const x of results.filter((y) => y.status !== 200)) expectApiError(x, 409, 'join_token_consumed');
+  });
+
+  it('validates the join body', async () => {
+    const r = await admin.registerBroker({ name: 'node-bad-body' });
+    const bad = await apiRequest(fx.hub.url, null, 'POST', '/api/v1/brokers/join', { ...joinBody(r.brokerId, r.joinToken), runtimes: ['kubernetes'] });
+    expectApiError(bad, 400, 'validation_error');
+    expect((await join(r.brokerId, r.joinToken)).status).toBe(200);
+  });
+});
+
+describe('agents naming a broker', () => {
+  it('records an existing brokerId for placement and refuses an unknown one', async () => {
+    const { project } = await admin.registerProject({ name: 'pinned' });
+    await admin.createTemplate({ name: 'w', projectId: project.id, harness: 'command' });
+    const b = await admin.registerBroker({ name: 'node-pinned' });
+    const agent = await admin.createAgent({ projectId: project.id, name: 'pinned', template: 'w', brokerId: b.brokerId });
+    expect(agent.pendingReason).toBe('no_broker');
+    const row = await db.query('SELECT requested_broker_id FROM agents WHERE id = $1', [agent.id]);
+    expect(row.rows[0].requested_broker_id).toBe(b.brokerId);
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', '/api/v1/agents', { projectId: project.id, name: 'lost', template: 'w', brokerId: randomUUID() }), 404, 'not_found');
+  });
+
+  it('never printed a join token or a broker secret', () => {
+    expect(neverPrinted.length).toBeGreaterThanOrEqual(2);
+    const out = fx.hub.output();
+    for (const s of neverPrinted) expect(out).not.toContain(s);
+  });
+});

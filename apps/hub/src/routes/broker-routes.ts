@@ -1,0 +1,189 @@
+import { createHash, randomBytes } from 'node:crypto';
+import {
+  ACTIVE_PHASES,
+  Broker,
+  type BrokerRuntime,
+  type BrokerStatus,
+  GraftError,
+  IdParams,
+  JoinBrokerRequest,
+  JoinBrokerResponse,
+  PageQuery,
+  pageOf,
+  RegisterBrokerRequest,
+  RegisterBrokerResponse,
+} from '@graft/protocol';
+import { sql } from 'kysely';
+import { requireAdmin } from '../domain/access.js';
+import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
+import { isForeignKeyViolation, isUniqueViolation } from '../domain/pg-errors.js';
+import { uuidv7 } from '../domain/uuid.js';
+import type { HubContext } from '../hub-context.js';
+import { route, type RouteSpec } from '../http/route.js';
+
+/** A broker counts as online while its heartbeats are this fresh (3 missed 5 s heartbeats). */
+const ONLINE_WITHIN_MS = 15_000;
+
+const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
+
+/** The AAD binding a sealed broker secret to its broker. */
+export const brokerSecretAad = (brokerId: string): string => `broker:${brokerId}:secret`;
+
+/** Brokers: two-phase registration (register by an operator, join from the node) and reads. */
+export function brokerRoutes(ctx: HubContext): RouteSpec[] {
+  const { db } = ctx;
+
+  const brokerQuery = () =>
+    db
+      .selectFrom('brokers as b')
+      .selectAll('b')
+      .select((eb) => [
+        sql<string[]>`array(select bp.project_id::text from broker_projects bp where bp.broker_id = ${eb.ref('b.id')} order by bp.project_id)`.as('project_ids'),
+        eb
+          .selectFrom('agents as a')
+          .select(sql<string>`count(*)`.as('n'))
+          .whereRef('a.broker_id', '=', 'b.id')
+          .where('a.phase', 'in', [...ACTIVE_PHASES])
+          .as('running_agents'),
+      ]);
+  type BrokerRow = Awaited<ReturnType<ReturnType<typeof brokerQuery>['executeTakeFirstOrThrow']>>;
+
+  const toBroker = (r: BrokerRow): Broker => {
+    const fresh = r.last_heartbeat_at !== null && Date.now() - r.last_heartbeat_at.getTime() < ONLINE_WITHIN_MS;
+    const status: BrokerStatus = r.draining ? 'draining' : fresh ? 'online' : 'offline';
+    return {
+      id: r.id,
+      name: r.name,
+      labels: r.labels,
+      projectIds: r.project_ids,
+      autoProvide: r.auto_provide,
+      status,
+      joined: r.joined_at !== null,
+      joinExpiresAt: r.joined_at === null ? r.join_expires_at.toISOString() : null,
+      hostname: r.hostname,
+      version: r.version,
+      runtimes: r.runtimes as BrokerRuntime[],
+      capacity: { maxAgents: r.max_agents },
+      load: { runningAgents: Number(r.running_agents ?? 0) },
+      draining: r.draining,
+      lastHeartbeatAt: r.last_heartbeat_at?.toISOString() ?? null,
+      createdAt: r.created_at.toISOString(),
+    };
+  };
+
+  return [
+    route({
+      method: 'post',
+      path: '/api/v1/brokers/register',
+      summary: 'Phase 1: register a broker (platform admin); answers its id and a single-use join token, shown only here',
+      tag: 'brokers',
+      auth: 'user',
+      body: RegisterBrokerRequest,
+      responses: { 201: RegisterBrokerResponse },
+      handler: async ({ body, principal }) => {
+        const admin = requireAdmin(principal);
+        const id = uuidv7();
+        const joinToken = `gjt_${randomBytes(32).toString('base64url')}`;
+        const expiresAt = new Date(Date.now() + ctx.settings.brokerJoinTtlSecs * 1000);
+        try {
+          await db.transaction().execute(async (trx) => {
+            await trx
+              .insertInto('brokers')
+              .values({
+                id,
+                name: body.name,
+                labels: JSON.stringify(body.labels ?? {}),
+                auto_provide: body.autoProvide ?? false,
+                join_token_hash: hashToken(joinToken),
+                join_expires_at: expiresAt,
+                created_by: admin.userId,
+              })
+              .execute();
+            const projectIds = [...new Set(body.projectIds ?? [])];
+            if (projectIds.length > 0) await trx.insertInto('broker_projects').values(projectIds.map((p) => ({ broker_id: id, project_id: p }))).execute();
+          });
+        } catch (err) {
+          if (isUniqueViolation(err)) throw new GraftError('conflict', `a broker named ${body.name} already exists`, { field: 'name' });
+          if (isForeignKeyViolation(err)) throw new GraftError('not_found', 'one of projectIds does not exist', { field: 'projectIds' });
+          throw err;
+        }
+        ctx.log.info('broker.registered', { brokerId: id, by: admin.userId, expiresAt: expiresAt.toISOString() });
+        return { status: 201, body: { brokerId: id, joinToken, expiresAt: expiresAt.toISOString() } };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/brokers/join',
+      summary: 'Phase 2: a broker node joins with its join token (consumed atomically) and receives its secret, shown only here',
+      tag: 'brokers',
+      auth: 'none',
+      body: JoinBrokerRequest,
+      responses: { 200: JoinBrokerResponse },
+      handler: async ({ body, req }) => {
+        const secret = randomBytes(32);
+        const secretKey = secret.toString('base64url');
+        // One conditional UPDATE consumes the token: of two concurrent joins exactly one matches.
+        const joined = await db
+          .updateTable('brokers')
+          .set({
+            join_token_hash: null,
+            joined_at: new Date(),
+            secret_enc: ctx.box.seal(secretKey, brokerSecretAad(body.brokerId)),
+            hostname: body.hostname,
+            version: body.version,
+            runtimes: body.runtimes,
+            max_agents: body.capacity.maxAgents,
+            updated_at: new Date(),
+          })
+          .where('id', '=', body.brokerId)
+          .where('join_token_hash', '=', hashToken(body.joinToken))
+          .where('join_expires_at', '>', new Date())
+          .returning('id')
+          .executeTakeFirst();
+        if (!joined) {
+          // Say precisely why, so an operator knows whether to re-register or check the command line.
+          const b = await db.selectFrom('brokers').select(['join_token_hash', 'join_expires_at', 'joined_at']).where('id', '=', body.brokerId).executeTakeFirst();
+          if (!b) throw new GraftError('not_found', 'no broker with this id: check the brokerId in the join command');
+          if (b.join_token_hash === null) throw new GraftError('join_token_consumed', 'this broker has already joined; its join token cannot be used again (register a new broker)');
+          if (!b.join_token_hash.equals(hashToken(body.joinToken))) throw new GraftError('join_token_invalid', 'the join token does not belong to this broker');
+          throw new GraftError('join_token_expired', `the join token expired at ${b.join_expires_at.toISOString()}; register the broker again`);
+        }
+        const hubUrl = ctx.settings.publicUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`;
+        ctx.log.info('broker.joined', { brokerId: body.brokerId, hostname: body.hostname, version: body.version, runtimes: body.runtimes });
+        return { status: 200, body: { brokerId: body.brokerId, secretKey, hubUrl } };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/brokers',
+      summary: 'List brokers with status, version, runtimes, labels, capacity, load and last heartbeat (platform admin)',
+      tag: 'brokers',
+      auth: 'user',
+      query: PageQuery,
+      responses: { 200: pageOf(Broker) },
+      handler: async ({ query, principal }) => {
+        requireAdmin(principal);
+        const after = decodeCursor(query.cursor, isUuidKey);
+        let q = brokerQuery();
+        if (after) q = q.where('b.id', '>', after);
+        const rows = await q.orderBy('b.id').limit(query.limit + 1).execute();
+        return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toBroker) };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/brokers/:id',
+      summary: 'One broker (platform admin)',
+      tag: 'brokers',
+      auth: 'user',
+      params: IdParams,
+      responses: { 200: Broker },
+      handler: async ({ params, principal }) => {
+        requireAdmin(principal);
+        const row = await brokerQuery().where('b.id', '=', params.id).executeTakeFirst();
+        if (!row) throw new GraftError('not_found', 'broker not found');
+        return { status: 200, body: toBroker(row) };
+      },
+    }),
+  ];
+}
