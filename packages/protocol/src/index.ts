@@ -8,3 +8,5 @@ export * from './ids.js';
 export * from './pagination.js';
 export * from './projects.js';
 export * from './templates.js';
+export * from './request-signing.js';
+export * from './nonce-cache.js';
