@@ -141,7 +141,9 @@ const specific: Case[] = [
   ok('platform', 'POST', '/api/v1/brokers/register', 201, { name: 'matrix-broker' }),
   ok('platform', 'GET', '/api/v1/brokers', 200),
   no('platform', 'GET', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
-  // Joining authenticates by the join token in the body, whatever the Authorization header says.
+  // Joining authenticates by the join token in the body, and /brokers/self by a request signature
+  // (broker-routes.test.ts covers both), whatever the Authorization header says.
+  no('platform', 'GET', '/api/v1/brokers/self', 401, 'signature_missing'),
   no('anon', 'POST', '/api/v1/brokers/join', 404, 'not_found', { brokerId: '00000000-0000-4000-8000-00000000b0b0', joinToken: 'gjt_x', hostname: 'h', version: '1', runtimes: ['process'], capacity: { maxAgents: 1 } }),
 
   // Projects
@@ -347,7 +349,7 @@ describe('authorisation matrix', () => {
   it('covers every /api/v1 route for anonymous, revoked, read-only and agent callers', async () => {
     const doc = (await (await fetch(`${fx.hub.url}/api/v1/openapi.json`)).json()) as { paths: Record<string, Record<string, unknown>> };
     const documented = Object.entries(doc.paths)
-      .filter(([p]) => p.startsWith('/api/v1/') && p !== '/api/v1/openapi.json' && p !== '/api/v1/auth/dev-login' && p !== '/api/v1/brokers/join')
+      .filter(([p]) => p.startsWith('/api/v1/') && p !== '/api/v1/openapi.json' && p !== '/api/v1/auth/dev-login' && p !== '/api/v1/brokers/join' && p !== '/api/v1/brokers/self')
       .flatMap(([p, ops]) => Object.keys(ops).map((m) => ({ op: `${m.toUpperCase()} ${p}`, method: m.toUpperCase(), re: new RegExp(`^${p.replace(/\{[^}]+\}/g, '[^/]+')}$`) })));
     expect(documented.length).toBeGreaterThan(30);
     const uncovered = documented.filter((d) => !ROUTES.some((r) => r.method === d.method && d.re.test(r.path.replace(/\?.*$/, ''))));

@@ -5,8 +5,10 @@ import { join } from 'node:path';
 import { createDatabase, type EmbeddedPostgresHandle, migrate, startEmbeddedPostgres } from '@graft/db';
 import type { Logger } from '@graft/log';
 import { sql } from 'kysely';
+import { MemoryNonceCache } from '@graft/protocol';
 import pg from 'pg';
 import { Authenticator } from './auth/authenticator.js';
+import { BrokerAuthenticator } from './auth/broker-authenticator.js';
 import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
@@ -119,7 +121,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const routes: RouteSpec[] = [];
     routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...brokerRoutes(ctx));
     const inFlight = new InFlight();
-    const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), metrics, log: log.child({ component: 'http' }) });
+    const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
+    const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
       s.once('error', (err: NodeJS.ErrnoException) => {

@@ -18,5 +18,11 @@ export interface AgentPrincipal {
   projectId: string;
 }
 
+/** A runtime broker, authenticated by an HMAC-signed request. */
+export interface BrokerPrincipal {
+  kind: 'broker';
+  brokerId: string;
+}
+
 /** Whoever made the request. */
-export type Principal = { kind: 'anonymous' } | UserPrincipal | AgentPrincipal;
+export type Principal = { kind: 'anonymous' } | UserPrincipal | AgentPrincipal | BrokerPrincipal;

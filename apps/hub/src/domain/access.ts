@@ -14,6 +14,7 @@ export function hasRole(role: ProjectRole | null, min: ProjectRole): boolean {
 export function asUser(principal: Principal): UserPrincipal {
   if (principal.kind === 'user') return principal;
   if (principal.kind === 'agent') throw new GraftError('forbidden', 'agent tokens may only act on their own agent');
+  if (principal.kind === 'broker') throw new GraftError('forbidden', 'brokers may only call broker endpoints');
   throw new GraftError('unauthorized', 'authentication required');
 }
 

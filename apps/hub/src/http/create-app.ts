@@ -3,6 +3,7 @@ import type { Logger } from '@graft/log';
 import { GraftError } from '@graft/protocol';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Authenticator } from '../auth/authenticator.js';
+import type { BrokerAuthenticator } from '../auth/broker-authenticator.js';
 import type { Principal } from '../auth/principal.js';
 import { errorMiddleware, sendError } from './error-middleware.js';
 import type { InFlight } from './in-flight.js';
@@ -17,6 +18,7 @@ export interface AppDeps {
   routes: readonly RouteSpec[];
   inFlight: InFlight;
   authenticator: Authenticator;
+  brokerAuthenticator: BrokerAuthenticator;
   metrics: HubMetrics;
   log: Logger;
 }
@@ -29,6 +31,7 @@ function authorise(spec: RouteSpec, principal: Principal): void {
   if (principal.kind === 'anonymous') throw new GraftError('unauthorized', 'authentication required: send "Authorization: Bearer <token>"');
   if (spec.auth === 'user' && principal.kind !== 'user') throw new GraftError('forbidden', 'this endpoint is for users, not agents');
   if (spec.auth === 'agent' && principal.kind !== 'agent') throw new GraftError('forbidden', 'this endpoint is for agent tokens only');
+  if (principal.kind === 'broker' && spec.auth !== 'broker') throw new GraftError('forbidden', 'brokers may only call broker endpoints');
   if (principal.kind === 'user' && principal.via === 'api_key') {
     const needed = spec.method === 'get' ? 'read' : 'write';
     if (!principal.scopes.includes(needed)) throw new GraftError('forbidden', `this API key lacks the "${needed}" scope`);
@@ -61,10 +64,19 @@ export function createApp(deps: AppDeps): express.Express {
 
   // Parsed only on routes that take a body: most traffic (reads) never pays for the parser.
   const json = express.json({ limit: BODY_LIMIT, strict: false });
+  // Signatures cover the bytes as sent, so broker routes keep them next to the parsed JSON.
+  const signedJson = express.json({
+    limit: BODY_LIMIT,
+    strict: false,
+    verify: (req, _res, buf) => {
+      requestState(req as Request).rawBody = Buffer.from(buf);
+    },
+  });
   const noBody = (_req: Request, _res: Response, next: NextFunction) => next();
 
   for (const spec of deps.routes) {
-    app[spec.method](spec.path, spec.body ? json : noBody, (req: Request, res: Response) => deps.inFlight.track(() => handle(spec, req, res)));
+    const parse = spec.body ? (spec.auth === 'broker' ? signedJson : json) : noBody;
+    app[spec.method](spec.path, parse, (req: Request, res: Response) => deps.inFlight.track(() => handle(spec, req, res)));
   }
 
   /** Authenticates, authorises and validates one request, then runs its handler. */
@@ -74,7 +86,12 @@ export function createApp(deps: AppDeps): express.Express {
     if (spec.body && req.headers['content-length'] !== '0' && req.body === undefined && req.headers['content-type']) {
       throw new GraftError('unsupported_media_type', `Content-Type must be application/json (got ${req.headers['content-type']})`);
     }
-    const principal = spec.auth === 'none' ? ({ kind: 'anonymous' } as const) : await authenticator.authenticate(req.get('authorization'));
+    const principal =
+      spec.auth === 'none'
+        ? ({ kind: 'anonymous' } as const)
+        : spec.auth === 'broker'
+          ? await deps.brokerAuthenticator.authenticate({ method: req.method, target: req.originalUrl, headers: req.headers, rawBody: state.rawBody })
+          : await authenticator.authenticate(req.get('authorization'));
     state.principal = principal;
     authorise(spec, principal);
     const nulAt = findNul(req.params, 'params') ?? findNul(req.query, 'query') ?? (spec.body ? findNul(req.body, 'body') : undefined);

@@ -1,9 +1,10 @@
-import { collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 
 /** The hub's Prometheus metrics, on a registry of its own. */
 export interface HubMetrics {
   registry: Registry;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
+  signatureRejections: Counter<'reason'>;
 }
 
 /** Creates the registry; `agentsByPhase` is read from the database at scrape time. */
@@ -27,5 +28,11 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
       for (const { phase, count } of await agentsByPhase()) this.set({ phase }, count);
     },
   });
-  return { registry, httpDuration };
+  const signatureRejections = new Counter({
+    name: 'graft_signature_rejections_total',
+    help: 'Broker-signed requests refused, by reason',
+    labelNames: ['reason'] as const,
+    registers: [registry],
+  });
+  return { registry, httpDuration, signatureRejections };
 }

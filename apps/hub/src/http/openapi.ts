@@ -37,7 +37,7 @@ export function buildOpenApi(routes: readonly RouteSpec[], version: string): Jso
       operationId: `${r.method}${path.replace(/[{}]/g, '').replace(/[^A-Za-z0-9]+(.)?/g, (_m, c: string | undefined) => (c ?? '').toUpperCase())}`,
       parameters: [...parameters(r.params, 'path'), ...parameters(r.query, 'query')],
       responses,
-      ...(r.auth === 'none' ? { security: [] } : {}),
+      ...(r.auth === 'none' ? { security: [] } : r.auth === 'broker' ? { security: [{ brokerSignature: [] }] } : {}),
     };
     if (r.body) op.requestBody = { required: true, content: { 'application/json': { schema: schema(r.body) } } };
     paths[path] = { ...(paths[path] ?? {}), [r.method]: op };
@@ -46,7 +46,17 @@ export function buildOpenApi(routes: readonly RouteSpec[], version: string): Jso
     openapi: '3.1.0',
     info: { title: 'Graft Hub API', version },
     servers: [{ url: '/' }],
-    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'API key (64 hex chars), user JWT or agent JWT' } } },
+    components: {
+      securitySchemes: {
+        bearer: { type: 'http', scheme: 'bearer', description: 'API key (64 hex chars), user JWT or agent JWT' },
+        brokerSignature: {
+          type: 'apiKey',
+          in: 'header',
+          name: 'X-Graft-Signature',
+          description: 'HMAC-SHA256 request signature with X-Graft-Broker-Id, X-Graft-Timestamp and X-Graft-Nonce (packages/protocol/PROTOCOL.md)',
+        },
+      },
+    },
     security: [{ bearer: [] }],
     paths,
   };

@@ -7,6 +7,8 @@ export interface RequestState {
   principal: Principal;
   /** The route pattern that matched, for metrics labels. */
   routePattern: string | undefined;
+  /** The body's bytes as received, kept on broker routes: signatures cover them, not the parsed JSON. */
+  rawBody?: Buffer;
 }
 
 const states = new WeakMap<Request, RequestState>();

@@ -2,8 +2,8 @@ import type { Request, Response } from 'express';
 import type { z } from 'zod';
 import type { Principal } from '../auth/principal.js';
 
-/** Who may call a route at all; finer checks happen in the handler. */
-export type RouteAuth = 'none' | 'user' | 'agent' | 'any';
+/** Who may call a route at all; finer checks happen in the handler. `broker`: an HMAC-signed request. */
+export type RouteAuth = 'none' | 'user' | 'agent' | 'any' | 'broker';
 
 /** What a handler sees: validated input and the caller. */
 export interface RouteContext<P, Q, B> {

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from 'node:crypto';
 import { GraftClient } from '@graft/client';
-import { Broker } from '@graft/protocol';
+import { Broker, signRequest } from '@graft/protocol';
 import { apiRequest, devLogin, expectApiError, type HubFixture, startHubFixture } from '@graft/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
@@ -92,6 +92,59 @@ describe('broker join, phase 2', () => {
     const bad = await apiRequest(fx.hub.url, null, 'POST', '/api/v1/brokers/join', { ...joinBody(r.brokerId, r.joinToken), runtimes: ['kubernetes'] });
     expectApiError(bad, 400, 'validation_error');
     expect((await join(r.brokerId, r.joinToken)).status).toBe(200);
+  });
+});
+
+describe('signed broker requests', () => {
+  let brokerId: string;
+  let secretKey: string;
+
+  beforeAll(async () => {
+    const r = await admin.registerBroker({ name: 'node-signed' });
+    const res = await join(r.brokerId, r.joinToken);
+    brokerId = r.brokerId;
+    secretKey = (res.body as { secretKey: string }).secretKey;
+    neverPrinted.push(secretKey);
+  });
+
+  const self = (headers: Record<string, string>, path = '/api/v1/brokers/self') => apiRequest(fx.hub.url, null, 'GET', path, undefined, headers);
+  const signed = (over: Partial<Parameters<typeof signRequest>[0]> = {}) => signRequest({ method: 'GET', path: '/api/v1/brokers/self', brokerId, secret: secretKey, ...over });
+  const rejections = async () => {
+    const text = await (await fetch(`${fx.hub.url}/metrics`)).text();
+    return Object.fromEntries([...text.matchAll(/^graft_signature_rejections_total\{reason="([a-z_]+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
+  };
+
+  it('answers a correctly signed request with the broker itself', async () => {
+    const r = await self(signed());
+    expect(r.status).toBe(200);
+    expect(Broker.strict().parse(r.body)).toMatchObject({ id: brokerId, name: 'node-signed', joined: true });
+  });
+
+  it('refuses each kind of bad request with its own code and counts it by reason', async () => {
+    const before = await rejections();
+    expectApiError(await self({}), 401, 'signature_missing');
+    expectApiError(await self({ ...signed(), 'X-Graft-Timestamp': 'yesterday' }), 400, 'signature_malformed');
+    expectApiError(await self(signed({ nowSecs: Math.floor(Date.now() / 1000) - 301 })), 401, 'clock_skew');
+    const tampered = signed();
+    expectApiError(await self(tampered, '/api/v1/brokers/self?x=1'), 401, 'signature_invalid');
+    expectApiError(await self(signed({ secret: Buffer.alloc(32, 7) })), 401, 'signature_invalid');
+    const once = signed();
+    expect((await self(once)).status).toBe(200);
+    expectApiError(await self(once), 401, 'replayed_request');
+    const after = await rejections();
+    const delta = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+    expect({ missing: delta('missing_headers'), malformed: delta('malformed_headers'), skew: delta('clock_skew'), bad: delta('bad_signature'), replay: delta('replayed_nonce') }).toEqual({
+      missing: 1,
+      malformed: 1,
+      skew: 1,
+      bad: 2,
+      replay: 1,
+    });
+  });
+
+  it('does not let a signed broker call user endpoints, nor a user token call broker endpoints', async () => {
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'GET', '/api/v1/brokers/self'), 401, 'signature_missing');
+    expectApiError(await self(signed({ path: '/api/v1/brokers' }), '/api/v1/brokers'), 401, 'unauthorized');
   });
 });
 

@@ -14,6 +14,7 @@ import {
   RegisterBrokerResponse,
 } from '@graft/protocol';
 import { sql } from 'kysely';
+import { brokerSecretAad } from '../auth/broker-authenticator.js';
 import { requireAdmin } from '../domain/access.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../domain/pg-errors.js';
@@ -26,8 +27,6 @@ const ONLINE_WITHIN_MS = 15_000;
 
 const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
-/** The AAD binding a sealed broker secret to its broker. */
-export const brokerSecretAad = (brokerId: string): string => `broker:${brokerId}:secret`;
 
 /** Brokers: two-phase registration (register by an operator, join from the node) and reads. */
 export function brokerRoutes(ctx: HubContext): RouteSpec[] {
@@ -168,6 +167,20 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
         if (after) q = q.where('b.id', '>', after);
         const rows = await q.orderBy('b.id').limit(query.limit + 1).execute();
         return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toBroker) };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/brokers/self',
+      summary: 'The calling broker as the hub sees it (HMAC-signed request): how a node checks its credentials',
+      tag: 'brokers',
+      auth: 'broker',
+      responses: { 200: Broker },
+      handler: async ({ principal }) => {
+        if (principal.kind !== 'broker') throw new GraftError('forbidden', 'brokers only');
+        const row = await brokerQuery().where('b.id', '=', principal.brokerId).executeTakeFirst();
+        if (!row) throw new GraftError('not_found', 'broker not found');
+        return { status: 200, body: toBroker(row) };
       },
     }),
     route({
