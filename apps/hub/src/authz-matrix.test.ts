@@ -77,6 +77,12 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/api/v1/brokers/register', body: { name: 'matrix-broker' } },
   { method: 'GET', path: '/api/v1/brokers' },
   { method: 'GET', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0' },
+  { method: 'POST', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/rotate-secret' },
+  { method: 'POST', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/drain' },
+  { method: 'POST', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/undrain' },
+  { method: 'DELETE', path: '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0' },
+  { method: 'PUT', path: '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0' },
+  { method: 'DELETE', path: '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0' },
 ];
 
 /** What agent A's own token may do; everything else is 403 for it. */
@@ -140,6 +146,17 @@ const specific: Case[] = [
   no('outsider', 'GET', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 403, 'forbidden'),
   ok('platform', 'POST', '/api/v1/brokers/register', 201, { name: 'matrix-broker' }),
   ok('platform', 'GET', '/api/v1/brokers', 200),
+  no('pAdmin', 'POST', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/rotate-secret', 403, 'forbidden'),
+  no('pAdmin', 'POST', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/drain', 403, 'forbidden'),
+  no('member', 'POST', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/undrain', 403, 'forbidden'),
+  no('pAdmin', 'DELETE', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 403, 'forbidden'),
+  no('pAdmin', 'PUT', '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0', 403, 'forbidden'),
+  no('pAdmin', 'DELETE', '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0', 403, 'forbidden'),
+  no('platform', 'POST', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/rotate-secret', 404, 'not_found'),
+  no('platform', 'POST', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0/drain', 404, 'not_found'),
+  no('platform', 'DELETE', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
+  no('platform', 'PUT', '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
+  no('platform', 'DELETE', '/api/v1/projects/{P}/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
   no('platform', 'GET', '/api/v1/brokers/00000000-0000-4000-8000-00000000b0b0', 404, 'not_found'),
   // Joining authenticates by the join token in the body, and /brokers/self by a request signature
   // (broker-routes.test.ts covers both), whatever the Authorization header says.

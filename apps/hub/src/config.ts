@@ -46,6 +46,8 @@ const HubEnv = z.object({
   // --- Brokers ---
   /** Lifetime of a broker join token (phase 1 of registration), in seconds; at most 24 h. */
   GRAFT_BROKER_JOIN_TTL_SECS: z.coerce.number().int().min(60).max(86400).default(3600),
+  /** How long a broker's previous secret keeps working after a rotation, in seconds. */
+  GRAFT_BROKER_SECRET_GRACE_SECS: z.coerce.number().int().min(0).max(7 * 86400).default(3600),
 
   // --- Observability ---
   /** Minimum log level. */
@@ -63,7 +65,7 @@ export interface HubConfig {
     userTokenTtlSecs: number;
     agentTokenTtlSecs: number;
   };
-  brokers: { joinTtlSecs: number };
+  brokers: { joinTtlSecs: number; secretGraceSecs: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -93,7 +95,7 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
       userTokenTtlSecs: e.GRAFT_USER_TOKEN_TTL_SECS,
       agentTokenTtlSecs: e.GRAFT_AGENT_TOKEN_TTL_SECS,
     },
-    brokers: { joinTtlSecs: e.GRAFT_BROKER_JOIN_TTL_SECS },
+    brokers: { joinTtlSecs: e.GRAFT_BROKER_JOIN_TTL_SECS, secretGraceSecs: e.GRAFT_BROKER_SECRET_GRACE_SECS },
     log: { level: e.GRAFT_LOG_LEVEL },
   };
 }

@@ -19,5 +19,5 @@ export interface HubContext {
   log: Logger;
   version: string;
   startedAt: number;
-  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number; brokerJoinTtlSecs: number; publicUrl: string | undefined };
+  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number; brokerJoinTtlSecs: number; brokerSecretGraceSecs: number; publicUrl: string | undefined };
 }

@@ -115,6 +115,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
         userTokenTtlSecs: config.security.userTokenTtlSecs,
         agentTokenTtlSecs: config.security.agentTokenTtlSecs,
         brokerJoinTtlSecs: config.brokers.joinTtlSecs,
+        brokerSecretGraceSecs: config.brokers.secretGraceSecs,
         publicUrl: config.http.publicUrl,
       },
     };

@@ -64,3 +64,13 @@ export const Broker = z.object({
 });
 /** A broker as the API shows it. */
 export type Broker = z.infer<typeof Broker>;
+
+/** `POST /brokers/:id/rotate-secret` response: the new secret, shown only here. */
+export const RotatedBrokerSecret = z.object({ brokerId: Uuid, secretKey: z.string(), previousValidUntil: z.string() });
+/** `POST /brokers/:id/rotate-secret` response. */
+export type RotatedBrokerSecret = z.infer<typeof RotatedBrokerSecret>;
+
+/** Route params `/projects/:id/brokers/:brokerId`. */
+export const ProjectBrokerParams = z.object({ id: Uuid, brokerId: Uuid });
+/** Route params `/projects/:id/brokers/:brokerId`. */
+export type ProjectBrokerParams = z.infer<typeof ProjectBrokerParams>;

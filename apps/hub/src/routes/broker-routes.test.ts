@@ -87,6 +87,12 @@ describe('broker join, phase 2', () => {
     for (const x of results.filter((y) => y.status !== 200)) expectApiError(x, 409, 'join_token_consumed');
   });
 
+  it('refuses to rotate the secret of a broker that has not joined', async () => {
+    const r = await admin.registerBroker({ name: 'node-unjoined' });
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', `/api/v1/brokers/${r.brokerId}/rotate-secret`), 409, 'conflict');
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', `/api/v1/brokers/${randomUUID()}/rotate-secret`), 404, 'not_found');
+  });
+
   it('validates the join body', async () => {
     const r = await admin.registerBroker({ name: 'node-bad-body' });
     const bad = await apiRequest(fx.hub.url, null, 'POST', '/api/v1/brokers/join', { ...joinBody(r.brokerId, r.joinToken), runtimes: ['kubernetes'] });
@@ -140,6 +146,34 @@ describe('signed broker requests', () => {
       bad: 2,
       replay: 1,
     });
+  });
+
+  it('keeps the previous secret working for the grace period after a rotation, then refuses it', async () => {
+    const rotated = await apiRequest<{ secretKey: string; previousValidUntil: string }>(fx.hub.url, fx.hub.adminToken, 'POST', `/api/v1/brokers/${brokerId}/rotate-secret`);
+    expect(rotated.status).toBe(200);
+    neverPrinted.push(rotated.body.secretKey);
+    expect(rotated.body.secretKey).not.toBe(secretKey);
+    expect(Date.parse(rotated.body.previousValidUntil)).toBeGreaterThan(Date.now() + 3500_000);
+    expect((await self(signed())).status).toBe(200);
+    expect((await self(signed({ secret: rotated.body.secretKey }))).status).toBe(200);
+    await db.query("UPDATE brokers SET previous_secret_expires_at = now() - interval '1 second' WHERE id = $1", [brokerId]);
+    expectApiError(await self(signed()), 401, 'signature_invalid');
+    expect((await self(signed({ secret: rotated.body.secretKey }))).status).toBe(200);
+    secretKey = rotated.body.secretKey;
+  });
+
+  it('drains and undrains, links projects, and revokes everything on delete', async () => {
+    expect((await apiRequest<{ status: string }>(fx.hub.url, fx.hub.adminToken, 'POST', `/api/v1/brokers/${brokerId}/drain`)).body.status).toBe('draining');
+    expect((await apiRequest<{ status: string; draining: boolean }>(fx.hub.url, fx.hub.adminToken, 'POST', `/api/v1/brokers/${brokerId}/undrain`)).body).toMatchObject({ status: 'offline', draining: false });
+    const { project } = await admin.registerProject({ name: 'link-me' });
+    expect((await apiRequest(fx.hub.url, fx.hub.adminToken, 'PUT', `/api/v1/projects/${project.id}/brokers/${brokerId}`)).status).toBe(204);
+    expect((await admin.getBroker(brokerId)).projectIds).toEqual([project.id]);
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'PUT', `/api/v1/projects/${randomUUID()}/brokers/${brokerId}`), 404, 'not_found');
+    expect((await apiRequest(fx.hub.url, fx.hub.adminToken, 'DELETE', `/api/v1/projects/${project.id}/brokers/${brokerId}`)).status).toBe(204);
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'DELETE', `/api/v1/projects/${project.id}/brokers/${brokerId}`), 404, 'not_found');
+    expect((await apiRequest(fx.hub.url, fx.hub.adminToken, 'DELETE', `/api/v1/brokers/${brokerId}`)).status).toBe(204);
+    expectApiError(await self(signed()), 401, 'signature_invalid');
+    expectApiError(await apiRequest(fx.hub.url, fx.hub.adminToken, 'GET', `/api/v1/brokers/${brokerId}`), 404, 'not_found');
   });
 
   it('does not let a signed broker call user endpoints, nor a user token call broker endpoints', async () => {

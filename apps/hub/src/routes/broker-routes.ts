@@ -10,8 +10,10 @@ import {
   JoinBrokerResponse,
   PageQuery,
   pageOf,
+  ProjectBrokerParams,
   RegisterBrokerRequest,
   RegisterBrokerResponse,
+  RotatedBrokerSecret,
 } from '@graft/protocol';
 import { sql } from 'kysely';
 import { brokerSecretAad } from '../auth/broker-authenticator.js';
@@ -196,6 +198,108 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
         const row = await brokerQuery().where('b.id', '=', params.id).executeTakeFirst();
         if (!row) throw new GraftError('not_found', 'broker not found');
         return { status: 200, body: toBroker(row) };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/brokers/:id/rotate-secret',
+      summary: 'Give a joined broker a new secret; the previous one keeps working for GRAFT_BROKER_SECRET_GRACE_SECS (platform admin)',
+      tag: 'brokers',
+      auth: 'user',
+      params: IdParams,
+      responses: { 200: RotatedBrokerSecret },
+      handler: async ({ params, principal }) => {
+        const admin = requireAdmin(principal);
+        const secretKey = randomBytes(32).toString('base64url');
+        const previousValidUntil = new Date(Date.now() + ctx.settings.brokerSecretGraceSecs * 1000);
+        // One statement, so two concurrent rotations cannot both keep the same "previous".
+        const rotated = await db
+          .updateTable('brokers')
+          .set((eb) => ({
+            previous_secret_enc: eb.ref('secret_enc'),
+            previous_secret_expires_at: previousValidUntil,
+            secret_enc: ctx.box.seal(secretKey, brokerSecretAad(params.id)),
+            updated_at: new Date(),
+          }))
+          .where('id', '=', params.id)
+          .where('secret_enc', 'is not', null)
+          .returning('id')
+          .executeTakeFirst();
+        if (!rotated) {
+          const exists = await db.selectFrom('brokers').select('id').where('id', '=', params.id).executeTakeFirst();
+          if (!exists) throw new GraftError('not_found', 'broker not found');
+          throw new GraftError('conflict', 'this broker has not joined yet: it has no secret to rotate');
+        }
+        ctx.log.info('broker.secret_rotated', { brokerId: params.id, by: admin.userId, previousValidUntil: previousValidUntil.toISOString() });
+        return { status: 200, body: { brokerId: params.id, secretKey, previousValidUntil: previousValidUntil.toISOString() } };
+      },
+    }),
+    ...(['drain', 'undrain'] as const).map((action) =>
+      route({
+        method: 'post',
+        path: `/api/v1/brokers/:id/${action}`,
+        summary: action === 'drain' ? 'Stop placing new agents on a broker; running ones continue (platform admin)' : 'Place agents on a broker again (platform admin)',
+        tag: 'brokers',
+        auth: 'user',
+        params: IdParams,
+        responses: { 200: Broker },
+        handler: async ({ params, principal }) => {
+          const admin = requireAdmin(principal);
+          const r = await db.updateTable('brokers').set({ draining: action === 'drain', updated_at: new Date() }).where('id', '=', params.id).executeTakeFirst();
+          if (r.numUpdatedRows === 0n) throw new GraftError('not_found', 'broker not found');
+          ctx.log.info(`broker.${action}ed`, { brokerId: params.id, by: admin.userId });
+          return { status: 200, body: toBroker(await brokerQuery().where('b.id', '=', params.id).executeTakeFirstOrThrow()) };
+        },
+      }),
+    ),
+    route({
+      method: 'delete',
+      path: '/api/v1/brokers/:id',
+      summary: "Remove a broker: its secret stops working at once (platform admin)",
+      tag: 'brokers',
+      auth: 'user',
+      params: IdParams,
+      responses: { 204: null },
+      handler: async ({ params, principal }) => {
+        const admin = requireAdmin(principal);
+        const r = await db.deleteFrom('brokers').where('id', '=', params.id).executeTakeFirst();
+        if (r.numDeletedRows === 0n) throw new GraftError('not_found', 'broker not found');
+        ctx.log.info('broker.deleted', { brokerId: params.id, by: admin.userId });
+        return { status: 204 };
+      },
+    }),
+    route({
+      method: 'put',
+      path: '/api/v1/projects/:id/brokers/:brokerId',
+      summary: "Allow a broker to run the project's agents (platform admin)",
+      tag: 'brokers',
+      auth: 'user',
+      params: ProjectBrokerParams,
+      responses: { 204: null },
+      handler: async ({ params, principal }) => {
+        requireAdmin(principal);
+        try {
+          await db.insertInto('broker_projects').values({ broker_id: params.brokerId, project_id: params.id }).onConflict((oc) => oc.doNothing()).execute();
+        } catch (err) {
+          if (isForeignKeyViolation(err)) throw new GraftError('not_found', 'project or broker not found');
+          throw err;
+        }
+        return { status: 204 };
+      },
+    }),
+    route({
+      method: 'delete',
+      path: '/api/v1/projects/:id/brokers/:brokerId',
+      summary: "Stop a broker from running the project's agents (platform admin)",
+      tag: 'brokers',
+      auth: 'user',
+      params: ProjectBrokerParams,
+      responses: { 204: null },
+      handler: async ({ params, principal }) => {
+        requireAdmin(principal);
+        const r = await db.deleteFrom('broker_projects').where('broker_id', '=', params.brokerId).where('project_id', '=', params.id).executeTakeFirst();
+        if (r.numDeletedRows === 0n) throw new GraftError('not_found', 'that broker is not linked to this project');
+        return { status: 204 };
       },
     }),
   ];
