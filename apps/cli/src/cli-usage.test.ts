@@ -7,6 +7,7 @@ const GROUPS: Record<string, string[]> = {
   templates: ['create', 'ls', 'show'],
   agents: ['ls', 'show', 'create', 'suspend', 'start', 'restart', 'stop', 'rm'],
   'api-keys': ['create', 'ls', 'revoke'],
+  broker: ['register', 'join', 'ls', 'show'],
 };
 const TOP_LEVEL = ['login', 'logout', 'whoami'];
 

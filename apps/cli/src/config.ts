@@ -12,6 +12,8 @@ export interface CliEnv {
   hubUrl: string | undefined;
   /** GRAFT_TOKEN: overrides the stored token (a --token flag overrides this). */
   token: string | undefined;
+  /** Where `graft broker join|start` keep the broker's files: GRAFT_BROKER_DATA_DIR, default ~/.graft/broker. */
+  brokerDataDir: string;
   /** The whole environment, for `graft hub start|migrate`, which configure the hub from it. */
   hubEnv: Environment;
 }
@@ -24,6 +26,7 @@ export function parseCliEnv(env: Environment): CliEnv {
     configDir: nonEmpty(env.GRAFT_CONFIG_DIR) ?? join(homedir(), '.graft'),
     hubUrl: nonEmpty(env.GRAFT_HUB_URL),
     token: nonEmpty(env.GRAFT_TOKEN),
+    brokerDataDir: nonEmpty(env.GRAFT_BROKER_DATA_DIR) ?? join(homedir(), '.graft', 'broker'),
     hubEnv: { ...env },
   };
 }

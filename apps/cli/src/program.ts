@@ -2,6 +2,7 @@ import { Command } from 'commander';
 import { registerAgentsCommand } from './commands/agents-command.js';
 import { registerApiKeysCommand } from './commands/api-keys-command.js';
 import { registerAuthCommands } from './commands/auth-command.js';
+import { registerBrokerCommand } from './commands/broker-command.js';
 import { registerHubCommand } from './commands/hub-command.js';
 import { registerProjectsCommand } from './commands/projects-command.js';
 import { registerTemplatesCommand } from './commands/templates-command.js';
@@ -16,7 +17,7 @@ import { CLI_VERSION } from './version.js';
  */
 export function buildProgram(ctx: CliContext): Command {
   const program = new Command('graft')
-    .description('Operate a Graft hub: projects, templates, agents and API keys; or run the hub itself')
+    .description('Operate a Graft hub: projects, templates, agents, API keys and brokers; or run the hub itself')
     .version(CLI_VERSION, '-V, --version', 'print the CLI version')
     .option('--hub <url>', 'hub URL (overrides GRAFT_HUB_URL and the stored credentials)')
     .option('--token <token>', 'API key or JWT (overrides GRAFT_TOKEN and the stored credentials)')
@@ -42,6 +43,7 @@ Examples:
   $ graft login --hub http://127.0.0.1:8080 --token <api key>
   $ graft projects register web --git-remote git@github.com:acme/web.git
   $ graft agents ls --project web --json
+  $ graft broker register --name node-1
   $ graft hub start`,
     );
   registerAuthCommands(program, ctx);
@@ -50,5 +52,6 @@ Examples:
   registerTemplatesCommand(program, ctx);
   registerAgentsCommand(program, ctx);
   registerApiKeysCommand(program, ctx);
+  registerBrokerCommand(program, ctx);
   return program;
 }

@@ -61,12 +61,14 @@ describe('broker join, phase 2', () => {
     const body = res.body as { brokerId: string; secretKey: string; hubUrl: string };
     neverPrinted.push(body.secretKey);
     expect(body).toEqual({ brokerId: r.brokerId, secretKey: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/), hubUrl: fx.hub.url });
-    const row = await db.query('SELECT join_token_hash, secret_enc FROM brokers WHERE id = $1', [r.brokerId]);
-    expect(row.rows[0].join_token_hash).toBeNull();
+    const row = await db.query('SELECT joined_at, secret_enc FROM brokers WHERE id = $1', [r.brokerId]);
+    expect(row.rows[0].joined_at).not.toBeNull();
     expect(row.rows[0].secret_enc).not.toContain(body.secretKey);
     const shown = await admin.getBroker(r.brokerId);
     expect(shown).toMatchObject({ joined: true, joinExpiresAt: null, hostname: 'node-1', version: '0.1.0', runtimes: ['process'], capacity: { maxAgents: 8 }, load: { runningAgents: 0 } });
     expectApiError(await join(r.brokerId, r.joinToken), 409, 'join_token_consumed');
+    // A wrong token learns nothing about whether the broker joined.
+    expectApiError(await join(r.brokerId, `gjt_${'x'.repeat(43)}`), 401, 'join_token_invalid');
   });
 
   it('gives a wrong token, an unknown broker and an expired token each their own error', async () => {

@@ -127,7 +127,6 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
         const joined = await db
           .updateTable('brokers')
           .set({
-            join_token_hash: null,
             joined_at: new Date(),
             secret_enc: ctx.box.seal(secretKey, brokerSecretAad(body.brokerId)),
             hostname: body.hostname,
@@ -138,6 +137,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
           })
           .where('id', '=', body.brokerId)
           .where('join_token_hash', '=', hashToken(body.joinToken))
+          .where('joined_at', 'is', null)
           .where('join_expires_at', '>', new Date())
           .returning('id')
           .executeTakeFirst();
@@ -145,8 +145,9 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
           // Say precisely why, so an operator knows whether to re-register or check the command line.
           const b = await db.selectFrom('brokers').select(['join_token_hash', 'join_expires_at', 'joined_at']).where('id', '=', body.brokerId).executeTakeFirst();
           if (!b) throw new GraftError('not_found', 'no broker with this id: check the brokerId in the join command');
-          if (b.join_token_hash === null) throw new GraftError('join_token_consumed', 'this broker has already joined; its join token cannot be used again (register a new broker)');
-          if (!b.join_token_hash.equals(hashToken(body.joinToken))) throw new GraftError('join_token_invalid', 'the join token does not belong to this broker');
+          // The token is checked first, so a wrong token learns nothing about the broker's state.
+          if (b.join_token_hash === null || !b.join_token_hash.equals(hashToken(body.joinToken))) throw new GraftError('join_token_invalid', 'the join token does not belong to this broker');
+          if (b.joined_at !== null) throw new GraftError('join_token_consumed', 'this broker has already joined; its join token cannot be used again (register a new broker)');
           throw new GraftError('join_token_expired', `the join token expired at ${b.join_expires_at.toISOString()}; register the broker again`);
         }
         const hubUrl = ctx.settings.publicUrl ?? `${req.protocol}://${req.get('host') ?? 'localhost'}`;

@@ -10,7 +10,7 @@ CREATE TABLE brokers (
   name text NOT NULL UNIQUE,
   labels jsonb NOT NULL DEFAULT '{}',
   auto_provide boolean NOT NULL DEFAULT false,
-  -- Phase 1: only the SHA-256 of the single-use join token; NULL once consumed.
+  -- Phase 1: only the SHA-256 of the single-use join token; consumed once joined_at is set.
   join_token_hash bytea,
   join_expires_at timestamptz NOT NULL,
   joined_at timestamptz,
