@@ -72,6 +72,13 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
     };
   };
 
+  /** One broker as the API shows it, or not_found. */
+  const loadBroker = async (id: string): Promise<Broker> => {
+    const row = await brokerQuery().where('b.id', '=', id).executeTakeFirst();
+    if (!row) throw new GraftError('not_found', 'broker not found');
+    return toBroker(row);
+  };
+
   return [
     route({
       method: 'post',
@@ -181,9 +188,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
       responses: { 200: Broker },
       handler: async ({ principal }) => {
         if (principal.kind !== 'broker') throw new GraftError('forbidden', 'brokers only');
-        const row = await brokerQuery().where('b.id', '=', principal.brokerId).executeTakeFirst();
-        if (!row) throw new GraftError('not_found', 'broker not found');
-        return { status: 200, body: toBroker(row) };
+        return { status: 200, body: await loadBroker(principal.brokerId) };
       },
     }),
     route({
@@ -196,9 +201,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
       responses: { 200: Broker },
       handler: async ({ params, principal }) => {
         requireAdmin(principal);
-        const row = await brokerQuery().where('b.id', '=', params.id).executeTakeFirst();
-        if (!row) throw new GraftError('not_found', 'broker not found');
-        return { status: 200, body: toBroker(row) };
+        return { status: 200, body: await loadBroker(params.id) };
       },
     }),
     route({
@@ -249,7 +252,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
           const r = await db.updateTable('brokers').set({ draining: action === 'drain', updated_at: new Date() }).where('id', '=', params.id).executeTakeFirst();
           if (r.numUpdatedRows === 0n) throw new GraftError('not_found', 'broker not found');
           ctx.log.info(`broker.${action}ed`, { brokerId: params.id, by: admin.userId });
-          return { status: 200, body: toBroker(await brokerQuery().where('b.id', '=', params.id).executeTakeFirstOrThrow()) };
+          return { status: 200, body: await loadBroker(params.id) };
         },
       }),
     ),
