@@ -3,7 +3,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Database } from '@graft/db';
 import { type Kysely, sql } from 'kysely';
-import { apiKeyPrefix, generateApiKey, hashApiKey } from './auth/api-key-token.js';
+import { apiKeyPrefix, generateApiKey } from './auth/api-key-token.js';
+import { hashToken } from './auth/token-hash.js';
 import { parseMasterKey } from './domain/secret-box.js';
 import { uuidv7 } from './domain/uuid.js';
 
@@ -47,7 +48,7 @@ export async function bootstrapAdmin(db: Kysely<Database>, adminToken: string | 
     await trx.insertInto('users').values({ id: userId, email: BOOTSTRAP_ADMIN_EMAIL, name: 'Bootstrap admin', is_admin: true }).execute();
     await trx
       .insertInto('api_keys')
-      .values({ id: uuidv7(), user_id: userId, name: 'bootstrap-admin', token_hash: hashApiKey(token), prefix: apiKeyPrefix(token), scopes: ['read', 'write'] })
+      .values({ id: uuidv7(), user_id: userId, name: 'bootstrap-admin', token_hash: hashToken(token), prefix: apiKeyPrefix(token), scopes: ['read', 'write'] })
       .execute();
     return userId;
   });

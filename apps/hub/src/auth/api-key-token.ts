@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 const API_KEY_RE = /^[0-9a-f]{64}$/;
 
@@ -10,11 +10,6 @@ export function generateApiKey(): string {
 /** Whether a bearer token has the shape of an API key (as opposed to a JWT). */
 export function looksLikeApiKey(token: string): boolean {
   return API_KEY_RE.test(token);
-}
-
-/** SHA-256 of the key: what the database stores and looks keys up by. */
-export function hashApiKey(token: string): Buffer {
-  return createHash('sha256').update(token, 'utf8').digest();
 }
 
 /** The first characters shown in listings so people can tell keys apart. */

@@ -1,7 +1,8 @@
 import type { Database } from '@graft/db';
 import { type ApiKeyScope, GraftError } from '@graft/protocol';
 import type { Kysely } from 'kysely';
-import { hashApiKey, looksLikeApiKey } from './api-key-token.js';
+import { looksLikeApiKey } from './api-key-token.js';
+import { hashToken } from './token-hash.js';
 import type { JwtService } from './jwt-service.js';
 import type { Principal } from './principal.js';
 
@@ -31,7 +32,7 @@ export class Authenticator {
       .selectFrom('api_keys as k')
       .innerJoin('users as u', 'u.id', 'k.user_id')
       .select(['k.id', 'k.scopes', 'k.expires_at', 'k.revoked_at', 'u.id as user_id', 'u.email', 'u.is_admin'])
-      .where('k.token_hash', '=', hashApiKey(token))
+      .where('k.token_hash', '=', hashToken(token))
       .executeTakeFirst();
     if (!row) throw new GraftError('unauthorized', 'unknown API key');
     if (row.revoked_at) throw new GraftError('unauthorized', 'API key has been revoked');

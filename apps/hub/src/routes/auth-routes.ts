@@ -1,6 +1,7 @@
 import { CreateApiKeyRequest, CreatedApiKey, ApiKey, CreateUserRequest, DevLoginRequest, DevLoginResponse, GraftError, IdParams, Me, PageQuery, pageOf, RotatedSigningKey, User } from '@graft/protocol';
 import { z } from 'zod';
-import { apiKeyPrefix, generateApiKey, hashApiKey } from '../auth/api-key-token.js';
+import { apiKeyPrefix, generateApiKey } from '../auth/api-key-token.js';
+import { hashToken } from '../auth/token-hash.js';
 import { asUser, requireAdmin } from '../domain/access.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
 import { toApiKey, toUser } from '../domain/mappers.js';
@@ -63,7 +64,7 @@ export function authRoutes(ctx: HubContext): RouteSpec[] {
         if (scopes.some((s) => !user.scopes.includes(s))) throw new GraftError('forbidden', 'cannot create a key with scopes the calling key lacks');
         const token = generateApiKey();
         const id = uuidv7();
-        await db.insertInto('api_keys').values({ id, user_id: user.userId, name: body.name, token_hash: hashApiKey(token), prefix: apiKeyPrefix(token), scopes, expires_at: expiresAt }).execute();
+        await db.insertInto('api_keys').values({ id, user_id: user.userId, name: body.name, token_hash: hashToken(token), prefix: apiKeyPrefix(token), scopes, expires_at: expiresAt }).execute();
         ctx.log.info('api_key.created', { apiKeyId: id, userId: user.userId });
         return { status: 201, body: { id, name: body.name, token, scopes, expiresAt: expiresAt?.toISOString() ?? null } };
       },

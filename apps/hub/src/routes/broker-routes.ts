@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   ACTIVE_PHASES,
   Broker,
@@ -17,6 +17,7 @@ import {
 } from '@graft/protocol';
 import { sql } from 'kysely';
 import { brokerSecretAad } from '../auth/broker-authenticator.js';
+import { hashToken } from '../auth/token-hash.js';
 import { requireAdmin } from '../domain/access.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
 import { isForeignKeyViolation, isUniqueViolation } from '../domain/pg-errors.js';
@@ -26,8 +27,6 @@ import { route, type RouteSpec } from '../http/route.js';
 
 /** A broker counts as online while its heartbeats are this fresh (3 missed 5 s heartbeats). */
 const ONLINE_WITHIN_MS = 15_000;
-
-const hashToken = (token: string): Buffer => createHash('sha256').update(token, 'utf8').digest();
 
 
 /** Brokers: two-phase registration (register by an operator, join from the node) and reads. */
