@@ -48,6 +48,10 @@ const HubEnv = z.object({
   GRAFT_BROKER_JOIN_TTL_SECS: z.coerce.number().int().min(60).max(86400).default(3600),
   /** How long a broker's previous secret keeps working after a rotation, in seconds. */
   GRAFT_BROKER_SECRET_GRACE_SECS: z.coerce.number().int().min(0).max(7 * 86400).default(3600),
+  /** Heartbeat interval the hub asks brokers for, in ms; a broker missing 3 is offline. */
+  GRAFT_BROKER_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+  /** How long the hub waits for a broker to answer a command, in ms (reconciliation repairs what times out). */
+  GRAFT_BROKER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 
   // --- Observability ---
   /** Minimum log level. */
@@ -65,7 +69,7 @@ export interface HubConfig {
     userTokenTtlSecs: number;
     agentTokenTtlSecs: number;
   };
-  brokers: { joinTtlSecs: number; secretGraceSecs: number };
+  brokers: { joinTtlSecs: number; secretGraceSecs: number; heartbeatIntervalMs: number; requestTimeoutMs: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -95,7 +99,12 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
       userTokenTtlSecs: e.GRAFT_USER_TOKEN_TTL_SECS,
       agentTokenTtlSecs: e.GRAFT_AGENT_TOKEN_TTL_SECS,
     },
-    brokers: { joinTtlSecs: e.GRAFT_BROKER_JOIN_TTL_SECS, secretGraceSecs: e.GRAFT_BROKER_SECRET_GRACE_SECS },
+    brokers: {
+      joinTtlSecs: e.GRAFT_BROKER_JOIN_TTL_SECS,
+      secretGraceSecs: e.GRAFT_BROKER_SECRET_GRACE_SECS,
+      heartbeatIntervalMs: e.GRAFT_BROKER_HEARTBEAT_MS,
+      requestTimeoutMs: e.GRAFT_BROKER_REQUEST_TIMEOUT_MS,
+    },
     log: { level: e.GRAFT_LOG_LEVEL },
   };
 }

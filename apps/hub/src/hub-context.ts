@@ -3,6 +3,7 @@ import type { Logger } from '@graft/log';
 import type { Kysely } from 'kysely';
 import type { JwtService } from './auth/jwt-service.js';
 import type { SigningKeyStore } from './auth/signing-keys.js';
+import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { AgentStateWriter } from './domain/agent-writer.js';
 import type { SecretBox } from './domain/secret-box.js';
 import type { HubMetrics } from './http/metrics.js';
@@ -12,6 +13,8 @@ export interface HubContext {
   db: Kysely<Database>;
   /** The one path for changes of agent state. */
   agentWriter: AgentStateWriter;
+  /** Placement and commands to brokers. */
+  dispatcher: Dispatcher;
   box: SecretBox;
   jwt: JwtService;
   signingKeys: SigningKeyStore;
@@ -19,5 +22,5 @@ export interface HubContext {
   log: Logger;
   version: string;
   startedAt: number;
-  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number; brokerJoinTtlSecs: number; brokerSecretGraceSecs: number; publicUrl: string | undefined };
+  settings: { devAuth: boolean; userTokenTtlSecs: number; agentTokenTtlSecs: number; brokerJoinTtlSecs: number; brokerSecretGraceSecs: number; heartbeatIntervalMs: number; publicUrl: string | undefined };
 }

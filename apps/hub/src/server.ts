@@ -13,6 +13,8 @@ import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
+import { Dispatcher } from './dispatch/dispatcher.js';
+import { Placement } from './dispatch/placement.js';
 import { AgentStateWriter } from './domain/agent-writer.js';
 import { SecretBox } from './domain/secret-box.js';
 import type { HubContext } from './hub-context.js';
@@ -26,6 +28,8 @@ import { brokerRoutes } from './routes/broker-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
 import { projectRoutes } from './routes/project-routes.js';
 import { templateRoutes } from './routes/template-routes.js';
+import { BrokerPresence } from './tunnel/broker-presence.js';
+import { TunnelServer } from './tunnel/tunnel-server.js';
 import { HUB_VERSION } from './version.js';
 
 /** How long a stopping hub waits for in-flight requests before closing their connections. */
@@ -100,9 +104,24 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       const rows = await db.selectFrom('agents').select(['phase', sql<string>`count(*)`.as('n')]).groupBy('phase').execute();
       return rows.map((r) => ({ phase: r.phase, count: Number(r.n) }));
     });
+    const agentWriter = new AgentStateWriter(handle.pool);
+    const heartbeatIntervalMs = config.brokers.heartbeatIntervalMs;
+    // Known once the server listens; agents are only dispatched after that.
+    let hubUrl = config.http.publicUrl ?? '';
+    const dispatcher = new Dispatcher({
+      db,
+      writer: agentWriter,
+      placement: new Placement(db, heartbeatIntervalMs),
+      jwt,
+      agentTokenTtlSecs: config.security.agentTokenTtlSecs,
+      hubUrl: () => hubUrl,
+      heartbeatIntervalMs,
+      log: log.child({ component: 'dispatch' }),
+    });
     const ctx: HubContext = {
       db,
-      agentWriter: new AgentStateWriter(handle.pool),
+      agentWriter,
+      dispatcher,
       box,
       jwt,
       signingKeys,
@@ -116,6 +135,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
         agentTokenTtlSecs: config.security.agentTokenTtlSecs,
         brokerJoinTtlSecs: config.brokers.joinTtlSecs,
         brokerSecretGraceSecs: config.brokers.secretGraceSecs,
+        heartbeatIntervalMs,
         publicUrl: config.http.publicUrl,
       },
     };
@@ -124,6 +144,16 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const inFlight = new InFlight();
     const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
     const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
+    const presence = new BrokerPresence(db, handle.pool, (err) => log.error('presence.write_failed', { err }));
+    const tunnels = new TunnelServer({
+      authenticator: brokerAuthenticator,
+      dispatcher,
+      presence,
+      metrics,
+      heartbeatIntervalMs,
+      requestTimeoutMs: config.brokers.requestTimeoutMs,
+      log: log.child({ component: 'tunnel' }),
+    });
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
       s.once('error', (err: NodeJS.ErrnoException) => {
@@ -135,6 +165,9 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const port = (server.address() as AddressInfo).port;
     const host = config.http.host === '0.0.0.0' || config.http.host === '::' ? '127.0.0.1' : config.http.host;
     const url = config.http.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
+    hubUrl = url;
+    tunnels.attach(server);
+    dispatcher.start(tunnels);
     log.info('hub.listening', { url, port, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
     let stopping: Promise<void> | undefined;
     return {
@@ -143,6 +176,9 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       stop: () => {
         stopping ??= (async () => {
           log.info('hub.stopping', {});
+          // Brokers reconnect (here after a restart, or to another replica) and reconcile.
+          tunnels.close();
+          await dispatcher.stop();
           // Stop accepting, let in-flight requests finish; keep-alive sockets that go idle are
           // closed as they do, and whatever is still open after the grace period is cut.
           await new Promise<void>((ok) => {
@@ -156,6 +192,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
             server.closeIdleConnections();
           });
           await inFlight.drained(SHUTDOWN_GRACE_MS);
+          await presence.close();
           await handle.destroy();
           if (embedded) await embedded.stop();
           log.info('hub.stopped', {});

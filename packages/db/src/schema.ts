@@ -112,6 +112,9 @@ export interface AgentsTable {
   activity_changed_at: NullableTimestamp;
   last_seen_at: NullableTimestamp;
   requested_broker_id: ColumnType<string | null, string | null | undefined, string | null>;
+  resume: ColumnType<boolean, boolean | undefined, boolean>;
+  observed_generation: BigIntColumn;
+  prior_activity: ColumnType<string | null, string | null | undefined, string | null>;
 }
 
 /** `brokers` table: runtime brokers, registered in two phases. */
@@ -132,6 +135,10 @@ export interface BrokersTable {
   max_agents: number | null;
   draining: ColumnType<boolean, boolean | undefined, boolean>;
   last_heartbeat_at: NullableTimestamp;
+  tunnel_session: ColumnType<string | null, string | null | undefined, string | null>;
+  connected_at: NullableTimestamp;
+  disconnected_at: NullableTimestamp;
+  reported_running: ColumnType<number | null, number | null | undefined, number | null>;
   created_by: string | null;
   created_at: Timestamp;
   updated_at: Timestamp;

@@ -10,3 +10,4 @@ export * from './projects.js';
 export * from './templates.js';
 export * from './request-signing.js';
 export * from './nonce-cache.js';
+export * from './tunnel.js';

@@ -6,8 +6,9 @@ import { type Command, InvalidArgumentError } from 'commander';
 import { assertNoBrokerCredentials, writeBrokerCredentials } from '../broker-credentials.js';
 import { normaliseHubUrl } from '../connection.js';
 import { type CliContext, withConnectionOptions } from '../context.js';
-import { CliError } from '../errors.js';
+import { CliError, UsageError } from '../errors.js';
 import { formatDetails } from '../output/details.js';
+import { waitForSignal } from '../signals.js';
 import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
 import { printJson } from '../output/io.js';
 import { formatTable } from '../output/table.js';
@@ -51,6 +52,14 @@ function explainJoinError(err: unknown): unknown {
   if (!(err instanceof GraftApiError)) return err;
   const message = JOIN_ERRORS[err.code];
   return message === undefined ? err : new GraftApiError(err.status, err.code, message, err.requestId, err.details);
+}
+
+interface StartFlags {
+  dataDir?: string;
+  host?: string;
+  port?: string;
+  runtimes?: string;
+  maxAgents?: string;
 }
 
 /** `online`/`offline`/`draining`, and `not joined` for a broker still waiting for its node. */
@@ -241,7 +250,7 @@ Example:
       ctx.io.out(`Broker ${res.brokerId} joined ${hubUrl}.`);
       ctx.io.out(`Credentials written to ${file} (mode 0600; keep it secret).`);
       if (normaliseHubUrl(res.hubUrl) !== hubUrl) ctx.io.out(`Note: the hub calls itself ${res.hubUrl}; the broker will use ${hubUrl}, the URL given here.`);
-      ctx.io.out(`Next: graft broker start --data-dir ${shellQuote(dataDir)}   (coming with the broker daemon)`);
+      ctx.io.out(`Next: graft broker start --data-dir ${shellQuote(dataDir)}`);
     });
 
   withListOptions(withConnectionOptions(broker.command('ls')).description('List brokers with status, runtimes, capacity, load and last heartbeat (platform admin)'))
@@ -260,5 +269,61 @@ Example:
       const b = await ctx.client(cmd).getBroker(id);
       if (opts.json) printJson(ctx.io, b);
       else ctx.io.out(brokerDetails(b));
+    });
+
+  broker
+    .command('start')
+    .description('Run the broker daemon in the foreground from the credentials in its data dir (JSON logs on stdout) until SIGINT or SIGTERM')
+    .option('--data-dir <dir>', 'data dir holding credentials.json (overrides GRAFT_BROKER_DATA_DIR; default ~/.graft/broker)')
+    .option('--host <host>', 'interface of the local API (overrides GRAFT_BROKER_HOST; default 127.0.0.1)')
+    .option('--port <port>', 'port of the local API, 0 for any free one (overrides GRAFT_BROKER_PORT; default 9800)')
+    .option('--runtimes <list>', 'comma-separated runtimes to offer (overrides GRAFT_BROKER_RUNTIMES; default process)')
+    .option('--max-agents <n>', 'most agents to run at once (overrides GRAFT_BROKER_MAX_AGENTS; default 4 per CPU)')
+    .addHelpText(
+      'after',
+      `
+Environment: GRAFT_BROKER_DATA_DIR, GRAFT_BROKER_HOST, GRAFT_BROKER_PORT, GRAFT_BROKER_RUNTIMES,
+GRAFT_BROKER_MAX_AGENTS, GRAFT_BROKER_STOP_GRACE_MS, GRAFT_BROKER_HOSTNAME,
+GRAFT_BROKER_BACKOFF_BASE_MS, GRAFT_BROKER_BACKOFF_MAX_MS, GRAFT_LOG_LEVEL (see docs/configuration.md).
+Several brokers can run on one machine, each with its own --data-dir and --port.
+Agents keep running when the daemon stops; the next start adopts them.
+
+Example:
+  $ graft broker start --data-dir /var/lib/graft-broker --port 0`,
+    )
+    .action(async (opts: StartFlags) => {
+      const signalled = waitForSignal(['SIGINT', 'SIGTERM']);
+      const brokerModule = await import('@graft/broker');
+      const env = {
+        ...ctx.env.hubEnv,
+        GRAFT_BROKER_DATA_DIR: opts.dataDir !== undefined ? resolve(opts.dataDir) : ctx.env.brokerDataDir,
+        ...(opts.host !== undefined ? { GRAFT_BROKER_HOST: opts.host } : {}),
+        ...(opts.port !== undefined ? { GRAFT_BROKER_PORT: opts.port } : {}),
+        ...(opts.runtimes !== undefined ? { GRAFT_BROKER_RUNTIMES: opts.runtimes } : {}),
+        ...(opts.maxAgents !== undefined ? { GRAFT_BROKER_MAX_AGENTS: opts.maxAgents } : {}),
+      };
+      let config: ReturnType<typeof brokerModule.loadBrokerConfig>;
+      try {
+        config = brokerModule.loadBrokerConfig(env);
+      } catch (err) {
+        if (err instanceof brokerModule.BrokerConfigError) throw new UsageError(err.message.split('\n').map((l) => l.trim()).join(' '));
+        throw err;
+      }
+      const { createLogger } = await import('@graft/log');
+      const log = createLogger({ level: config.log.level, base: { service: 'graft-broker' } });
+      const baseEnv = Object.fromEntries(
+        Object.entries(ctx.env.hubEnv).filter((e): e is [string, string] => e[1] !== undefined && ['PATH', 'HOME', 'LANG', 'TZ'].includes(e[0])),
+      );
+      let running: Awaited<ReturnType<typeof brokerModule.startBroker>>;
+      try {
+        running = await brokerModule.startBroker(config, baseEnv, log);
+      } catch (err) {
+        if (err instanceof brokerModule.CredentialsError) throw new CliError(err.code, err.message);
+        throw err;
+      }
+      const outcome = await Promise.race([signalled.then((signal) => ({ signal })), running.revoked.then((reason) => ({ reason }))]);
+      log.info('broker.shutdown', outcome);
+      await running.stop();
+      if ('reason' in outcome) throw new CliError('broker_revoked', `the hub revoked this broker (${outcome.reason}); register and join it again`);
     });
 }

@@ -8,7 +8,20 @@ const OPTIMISTIC_ATTEMPTS = 2;
 /** Most agents one flush writes; the rest wait for the next one. */
 const MAX_FLUSH = 500;
 
-const STATE_COLUMNS = ['id', 'project_id', 'phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'state_version'] as const;
+const STATE_COLUMNS = [
+  'id',
+  'project_id',
+  'phase',
+  'activity',
+  'detail',
+  'desired_state',
+  'generation',
+  'broker_id',
+  'state_version',
+  'resume',
+  'observed_generation',
+  'prior_activity',
+] as const;
 
 /**
  * The hot path's statements, fixed in shape and named, so each pooled connection has Postgres
@@ -21,15 +34,30 @@ const WRITE_STATES = `UPDATE agents a SET phase = v.phase, activity = v.activity
   pending_reason = CASE WHEN v.set_pending THEN v.pending_reason ELSE a.pending_reason END,
   last_seen_at = COALESCE(v.last_seen_at, a.last_seen_at),
   activity_changed_at = COALESCE(v.activity_changed_at, a.activity_changed_at),
+  resume = v.resume, observed_generation = v.observed_generation, prior_activity = v.prior_activity,
   state_version = a.state_version + 1, updated_at = now()
   FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::bigint[], $8::uuid[],
-              $9::boolean[], $10::text[], $11::timestamptz[], $12::timestamptz[])
-    AS v(id, expected, phase, activity, detail, desired_state, generation, broker_id, set_pending, pending_reason, last_seen_at, activity_changed_at)
+              $9::boolean[], $10::text[], $11::timestamptz[], $12::timestamptz[], $13::boolean[], $14::bigint[], $15::text[])
+    AS v(id, expected, phase, activity, detail, desired_state, generation, broker_id, set_pending, pending_reason, last_seen_at,
+         activity_changed_at, resume, observed_generation, prior_activity)
   WHERE a.id = v.id AND a.state_version = v.expected
   RETURNING a.id, a.state_version`;
 
 /** Columns a decision may set; anything else is a programming error, not silently dropped. */
-const WRITABLE = new Set(['phase', 'activity', 'detail', 'desired_state', 'generation', 'broker_id', 'pending_reason', 'last_seen_at', 'activity_changed_at']);
+const WRITABLE = new Set([
+  'phase',
+  'activity',
+  'detail',
+  'desired_state',
+  'generation',
+  'broker_id',
+  'pending_reason',
+  'last_seen_at',
+  'activity_changed_at',
+  'resume',
+  'observed_generation',
+  'prior_activity',
+]);
 
 /** The current state row an update decision is made from. */
 export interface AgentStateRow extends AgentStateView {
@@ -38,6 +66,12 @@ export interface AgentStateRow extends AgentStateView {
   brokerId: string | null;
   generation: number;
   stateVersion: string;
+  /** Whether the broker should resume (not start fresh) when it next starts the agent. */
+  resume: boolean;
+  /** Generation of the last broker report accepted; 0 before any. */
+  observedGeneration: number;
+  /** Activity before the platform set `offline`, restored when the broker is back. */
+  priorActivity: Activity | null;
 }
 
 /** What a decision returns: columns to write and how to answer, or an answer without a write. */
@@ -46,7 +80,9 @@ export type AgentDecision<T> = { set: Updateable<AgentsTable>; result: (written:
 /** A change to one agent's state: pure, so it can be re-run against a fresher row. */
 export type AgentDecide<T> = (current: AgentStateRow) => AgentDecision<T>;
 
-type Row = { [K in (typeof STATE_COLUMNS)[number]]: K extends 'activity' | 'detail' | 'broker_id' ? string | null : string };
+type Row = {
+  [K in (typeof STATE_COLUMNS)[number]]: K extends 'activity' | 'detail' | 'broker_id' | 'prior_activity' ? string | null : K extends 'resume' ? boolean : string;
+};
 
 interface Pending {
   decide: AgentDecide<unknown>;
@@ -76,6 +112,9 @@ function toStateRow(row: Row): AgentStateRow {
     generation: Number(row.generation),
     brokerId: row.broker_id,
     stateVersion: row.state_version,
+    resume: row.resume,
+    observedGeneration: Number(row.observed_generation),
+    priorActivity: row.prior_activity as Activity | null,
   };
 }
 
@@ -89,6 +128,9 @@ function applySet(cur: AgentStateRow, set: Updateable<AgentsTable>): AgentStateR
     ...(set.desired_state !== undefined ? { desiredState: set.desired_state as DesiredState } : {}),
     ...(set.generation !== undefined ? { generation: Number(set.generation) } : {}),
     ...(set.broker_id !== undefined ? { brokerId: set.broker_id } : {}),
+    ...(set.resume !== undefined ? { resume: set.resume } : {}),
+    ...(set.observed_generation !== undefined ? { observedGeneration: Number(set.observed_generation) } : {}),
+    ...(set.prior_activity !== undefined ? { priorActivity: set.prior_activity as Activity | null } : {}),
   };
 }
 
@@ -150,6 +192,9 @@ async function writeStates(db: pg.Pool | pg.PoolClient, decided: Decided[]): Pro
       col((d) => d.set.pending_reason ?? null),
       col((d) => d.set.last_seen_at ?? null),
       col((d) => d.set.activity_changed_at ?? null),
+      col((d) => d.after.resume),
+      col((d) => d.after.observedGeneration),
+      col((d) => d.after.priorActivity),
     ],
   });
   return new Map(rows.map((r) => [r.id, r.state_version]));
@@ -190,6 +235,11 @@ export class AgentStateWriter {
       this.queued.set(agentId, q);
       this.kick();
     });
+  }
+
+  /** Drops what is remembered of an agent whose row is gone. */
+  forget(agentId: string): void {
+    this.known.delete(agentId);
   }
 
   private kick(): void {

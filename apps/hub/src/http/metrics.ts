@@ -5,6 +5,10 @@ export interface HubMetrics {
   registry: Registry;
   httpDuration: Histogram<'method' | 'route' | 'status'>;
   signatureRejections: Counter<'reason'>;
+  /** Broker tunnels held by this hub. */
+  tunnels: Gauge;
+  /** Commands sent to brokers, by command. */
+  tunnelCommands: Counter<'command'>;
 }
 
 /** Creates the registry; `agentsByPhase` is read from the database at scrape time. */
@@ -34,5 +38,12 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
     labelNames: ['reason'] as const,
     registers: [registry],
   });
-  return { registry, httpDuration, signatureRejections };
+  const tunnels = new Gauge({ name: 'graft_broker_tunnels', help: 'Broker tunnels held by this hub', registers: [registry] });
+  const tunnelCommands = new Counter({
+    name: 'graft_tunnel_commands_total',
+    help: 'Commands sent to brokers over their tunnels, by command',
+    labelNames: ['command'] as const,
+    registers: [registry],
+  });
+  return { registry, httpDuration, signatureRejections, tunnels, tunnelCommands };
 }

@@ -14,6 +14,7 @@ import {
   PageQuery,
   pageOf,
   type ProjectRole,
+  type TemplateSpec,
 } from '@graft/protocol';
 import { sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
@@ -82,6 +83,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
             set: {
               desired_state: out.desiredState,
               generation: out.bumpGeneration ? cur.generation + 1 : cur.generation,
+              resume: out.resume,
               ...(stopNow ? { phase: 'stopped', activity: null } : {}),
               // An unplaced agent waits for a broker exactly while it is wanted running.
               ...(unplaced ? { pending_reason: out.desiredState === 'running' ? 'no_broker' : null } : {}),
@@ -90,6 +92,8 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           };
         });
         ctx.log.info('agent.action', { agentId: params.id, action });
+        // Restart is a start of a new generation that does not resume.
+        void ctx.dispatcher.push(params.id, action === 'restart' ? 'start' : action);
         return { status: 200, body: await agentJson(params.id) };
       },
     });
@@ -131,7 +135,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
     route({
       method: 'post',
       path: '/api/v1/agents',
-      summary: 'Create an agent from a template (project member); it waits in phase created until a broker takes it',
+      summary: 'Create an agent from a template (project member) and dispatch it to a broker; with none fitting it waits in phase created with a pendingReason',
       tag: 'agents',
       auth: 'user',
       body: CreateAgentRequest,
@@ -157,6 +161,15 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
         if (!template) throw new GraftError('not_found', `template ${ref} not found in this project or among global templates`, { field: 'template' });
         const version = pinned ? Number(pinned) : template.latest_version;
         if (version > template.latest_version) throw new GraftError('not_found', `template ${ref} has no version ${version} (latest is ${template.latest_version})`, { field: 'template' });
+        const versionRow = await db
+          .selectFrom('template_versions')
+          .select('spec')
+          .where('template_id', '=', template.id)
+          .where('version', '=', version)
+          .executeTakeFirstOrThrow();
+        const spec = versionRow.spec as unknown as TemplateSpec;
+        // Placed before the insert, so a placed agent is written once, already on its broker.
+        const placement = await ctx.dispatcher.choose(body.projectId, spec.requirements, body.brokerId ?? null);
         const id = uuidv7();
         try {
           const row = await db
@@ -169,9 +182,8 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
               template_version: version,
               phase: 'created',
               desired_state: 'running',
-              // Placement arrives with brokers; until one can take the agent it waits with a reason.
-              pending_reason: 'no_broker',
-              broker_id: null,
+              pending_reason: placement.ok ? null : placement.pendingReason,
+              broker_id: placement.ok ? placement.brokerId : null,
               // Honoured by placement: the agent then waits for this broker only.
               requested_broker_id: body.brokerId ?? null,
               task: body.task ?? null,
@@ -181,7 +193,15 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
             })
             .returning(agentJsonSql('agents').as('json'))
             .executeTakeFirstOrThrow();
-          ctx.log.info('agent.created', { agentId: id, projectId: body.projectId, templateId: template.id, templateVersion: version });
+          if (placement.ok) void ctx.dispatcher.push(id, 'create');
+          ctx.log.info('agent.created', {
+            agentId: id,
+            projectId: body.projectId,
+            templateId: template.id,
+            templateVersion: version,
+            brokerId: placement.ok ? placement.brokerId : null,
+            pendingReason: placement.ok ? null : placement.pendingReason,
+          });
           return { status: 201, body: new RawJson(row.json) };
         } catch (err) {
           if (isUniqueViolation(err)) throw new GraftError('conflict', `an agent named ${body.name} already exists in this project`, { field: 'name' });
@@ -217,13 +237,15 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           if (cur.brokerId === null) return { noop: true };
           const out = decideAction(cur, 'delete');
           if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase });
-          return { set: { desired_state: 'deleted', generation: out.bumpGeneration ? cur.generation + 1 : cur.generation }, result: () => false };
+          return { set: { desired_state: 'deleted', generation: out.bumpGeneration ? cur.generation + 1 : cur.generation, resume: false }, result: () => false };
         });
         if (removeNow) {
           await db.deleteFrom('agents').where('id', '=', params.id).where('broker_id', 'is', null).execute();
+          ctx.agentWriter.forget(params.id);
           ctx.log.info('agent.deleted', { agentId: params.id });
           return { status: 204 };
         }
+        void ctx.dispatcher.push(params.id, 'delete');
         return { status: 202, body: await agentJson(params.id) };
       },
     }),

@@ -24,9 +24,7 @@ import { isForeignKeyViolation, isUniqueViolation } from '../domain/pg-errors.js
 import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
 import { route, type RouteSpec } from '../http/route.js';
-
-/** A broker counts as online while its heartbeats are this fresh (3 missed 5 s heartbeats). */
-const ONLINE_WITHIN_MS = 15_000;
+import { brokerAliveSql } from '../tunnel/broker-presence.js';
 
 
 /** Brokers: two-phase registration (register by an operator, join from the node) and reads. */
@@ -38,6 +36,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
       .selectFrom('brokers as b')
       .selectAll('b')
       .select((eb) => [
+        brokerAliveSql('b', ctx.settings.heartbeatIntervalMs).as('alive'),
         sql<string[]>`array(select bp.project_id::text from broker_projects bp where bp.broker_id = ${eb.ref('b.id')} order by bp.project_id)`.as('project_ids'),
         eb
           .selectFrom('agents as a')
@@ -49,8 +48,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
   type BrokerRow = Awaited<ReturnType<ReturnType<typeof brokerQuery>['executeTakeFirstOrThrow']>>;
 
   const toBroker = (r: BrokerRow): Broker => {
-    const fresh = r.last_heartbeat_at !== null && Date.now() - r.last_heartbeat_at.getTime() < ONLINE_WITHIN_MS;
-    const status: BrokerStatus = r.draining ? 'draining' : fresh ? 'online' : 'offline';
+    const status: BrokerStatus = r.draining ? 'draining' : r.alive ? 'online' : 'offline';
     return {
       id: r.id,
       name: r.name,
@@ -251,6 +249,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
           const r = await db.updateTable('brokers').set({ draining: action === 'drain', updated_at: new Date() }).where('id', '=', params.id).executeTakeFirst();
           if (r.numUpdatedRows === 0n) throw new GraftError('not_found', 'broker not found');
           ctx.log.info(`broker.${action}ed`, { brokerId: params.id, by: admin.userId });
+          if (action === 'undrain') ctx.dispatcher.schedulePlacement();
           return { status: 200, body: await loadBroker(params.id) };
         },
       }),
@@ -258,13 +257,17 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
     route({
       method: 'delete',
       path: '/api/v1/brokers/:id',
-      summary: "Remove a broker: its secret stops working at once (platform admin)",
+      summary: "Remove a broker: its secret stops working and its tunnel closes at once; its agents wanted running are placed elsewhere (platform admin)",
       tag: 'brokers',
       auth: 'user',
       params: IdParams,
       responses: { 204: null },
       handler: async ({ params, principal }) => {
         const admin = requireAdmin(principal);
+        const exists = await db.selectFrom('brokers').select('id').where('id', '=', params.id).executeTakeFirst();
+        if (!exists) throw new GraftError('not_found', 'broker not found');
+        // Its tunnel closes and its agents lose their broker before the row (and so its secret) goes.
+        await ctx.dispatcher.brokerDeleted(params.id);
         const r = await db.deleteFrom('brokers').where('id', '=', params.id).executeTakeFirst();
         if (r.numDeletedRows === 0n) throw new GraftError('not_found', 'broker not found');
         ctx.log.info('broker.deleted', { brokerId: params.id, by: admin.userId });
@@ -283,6 +286,7 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
         requireAdmin(principal);
         try {
           await db.insertInto('broker_projects').values({ broker_id: params.brokerId, project_id: params.id }).onConflict((oc) => oc.doNothing()).execute();
+          ctx.dispatcher.schedulePlacement();
         } catch (err) {
           if (isForeignKeyViolation(err)) throw new GraftError('not_found', 'project or broker not found');
           throw err;

@@ -1,6 +1,7 @@
 import type { Migration } from '../migration.js';
 import { m0001Initial } from './0001-initial.js';
 import { m0002Brokers } from './0002-brokers.js';
+import { m0003Tunnel } from './0003-tunnel.js';
 
 /** Every migration, in order. Append only: released migrations are never edited or removed. */
-export const migrations: readonly Migration[] = [m0001Initial, m0002Brokers];
+export const migrations: readonly Migration[] = [m0001Initial, m0002Brokers, m0003Tunnel];

@@ -1,0 +1,371 @@
+import type { Database } from '@graft/db';
+import type { Logger } from '@graft/log';
+import {
+  type Activity,
+  type AgentSpec,
+  applyStatus,
+  type CommandErrorCode,
+  type CommandName,
+  type DesiredAgent,
+  type DesiredState,
+  type ObservedAgent,
+  type Phase,
+  type Requirements,
+  type ResultMessage,
+  type TemplateSpec,
+} from '@graft/protocol';
+import { type Kysely, sql } from 'kysely';
+import type { JwtService } from '../auth/jwt-service.js';
+import type { AgentStateWriter } from '../domain/agent-writer.js';
+import { brokerAliveSql } from '../tunnel/broker-presence.js';
+import { type Placement, runtimeFor } from './placement.js';
+
+/** Phases after which an agent no longer holds a slot on its broker. */
+const SLOT_FREEING: ReadonlySet<Phase> = new Set(['stopped', 'error', 'suspended']);
+/** Agents looked at per placement pass; a pass that fills its batch runs again. */
+const PLACEMENT_BATCH = 200;
+/** Level-triggered safety net: unplaced agents are retried this often even without an event. */
+const PLACEMENT_RETRY_MS = 10_000;
+
+/** Port: how the dispatcher reaches a broker's tunnel (owned here; the tunnel server implements it). */
+export interface TunnelRouter {
+  /** Sends a command and resolves with the broker's result; null when no tunnel of that broker is reachable from here. */
+  request(brokerId: string, command: CommandName, agent: DesiredAgent, message?: string): Promise<ResultMessage | null>;
+  /** Closes the broker's tunnel, if this hub holds it (the broker was deleted). */
+  revoke(brokerId: string): void;
+}
+
+/** What the dispatcher needs; wired in server.ts. */
+export interface DispatcherDeps {
+  db: Kysely<Database>;
+  writer: AgentStateWriter;
+  placement: Placement;
+  jwt: JwtService;
+  agentTokenTtlSecs: number;
+  /** The URL agents use to reach the hub (known once the server listens). */
+  hubUrl: () => string;
+  heartbeatIntervalMs: number;
+  log: Logger;
+}
+
+/** One agent's desired entry and the broker that holds it. */
+interface DesiredRow {
+  brokerId: string | null;
+  desired: DesiredAgent;
+}
+
+interface AgentRow {
+  id: string;
+  project_id: string;
+  name: string;
+  generation: string;
+  desired_state: string;
+  resume: boolean;
+  phase: string;
+  observed_generation: string;
+  env: Record<string, string>;
+  labels: Record<string, string>;
+  task: string | null;
+  broker_id: string | null;
+  spec: TemplateSpec;
+  runtimes: string[] | null;
+}
+
+/**
+ * Level-triggered dispatch (DESIGN §4): Postgres holds every agent's desired state; commands over a
+ * tunnel are hints carrying that whole state, and on every (re)connect a broker gets its full
+ * desired set, so a lost command is repaired by reconciliation, never lost. Also places agents
+ * waiting for a broker, and marks agents offline when their broker stops answering.
+ */
+export class Dispatcher {
+  private router: TunnelRouter | undefined;
+  private placing: Promise<void> | null = null;
+  private placeAgain = false;
+  private readonly timers: NodeJS.Timeout[] = [];
+
+  constructor(private readonly deps: DispatcherDeps) {}
+
+  /** Connects the tunnel side and starts the periodic placement retry and liveness sweep. */
+  start(router: TunnelRouter): void {
+    this.router = router;
+    const sweepMs = Math.max(200, Math.floor(this.deps.heartbeatIntervalMs / 5));
+    this.timers.push(setInterval(() => this.sweepLiveness().catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { err })), sweepMs));
+    this.timers.push(setInterval(() => this.schedulePlacement(), PLACEMENT_RETRY_MS));
+    for (const t of this.timers) t.unref();
+  }
+
+  /** Stops the timers and waits for a running placement pass. */
+  async stop(): Promise<void> {
+    for (const t of this.timers) clearInterval(t);
+    await this.placing;
+  }
+
+  /** Places a new agent: a broker and its runtime, or why it must wait. */
+  choose(projectId: string, requirements: Requirements | undefined, requestedBrokerId: string | null) {
+    return this.deps.placement.choose({ projectId, requirements, requestedBrokerId });
+  }
+
+  /**
+   * Sends an agent's current desired state to its broker as `command`. Never throws: an agent
+   * without a broker is left to placement, and a broker out of reach gets the same state when it reconnects.
+   */
+  async push(agentId: string, command: CommandName, message?: string): Promise<void> {
+    try {
+      const [row] = await this.desired({ agentIds: [agentId] });
+      if (!row) return;
+      if (row.brokerId === null) {
+        if (row.desired.desiredState === 'running') this.schedulePlacement();
+        return;
+      }
+      await this.send(row.brokerId, command, row.desired, message);
+    } catch (err) {
+      this.deps.log.error('dispatch.failed', { agentId, command, err });
+    }
+  }
+
+  /** Sends one command and acts on a refusal. */
+  private async send(brokerId: string, command: CommandName, desired: DesiredAgent, message?: string): Promise<void> {
+    const result = (await this.router?.request(brokerId, command, desired, message)) ?? null;
+    if (result === null) {
+      this.deps.log.info('dispatch.deferred', { agentId: desired.agentId, brokerId, command, generation: desired.generation });
+      return;
+    }
+    if (!result.ok && result.error) await this.refused(brokerId, desired, result.error.code, result.error.message);
+  }
+
+  /** A broker refused a command: a placement it cannot honour goes back to waiting. */
+  private async refused(brokerId: string, desired: DesiredAgent, code: CommandErrorCode, message: string): Promise<void> {
+    this.deps.log.warn('dispatch.refused', { agentId: desired.agentId, brokerId, code, message, generation: desired.generation });
+    if (code !== 'no_capacity' && code !== 'no_runtime') return;
+    await this.deps.writer
+      .update(desired.agentId, (cur) =>
+        cur.brokerId === brokerId && cur.generation === desired.generation && cur.observedGeneration < cur.generation
+          ? { set: { broker_id: null, pending_reason: code }, result: () => undefined }
+          : { noop: undefined },
+      )
+      .catch(() => {});
+  }
+
+  /** Runs a placement pass soon; passes never overlap, and a request during one runs another after it. */
+  schedulePlacement(): void {
+    if (this.placing) {
+      this.placeAgain = true;
+      return;
+    }
+    this.placing = this.placementPass()
+      .catch((err: unknown) => this.deps.log.error('placement.failed', { err }))
+      .finally(() => {
+        this.placing = null;
+        if (this.placeAgain) {
+          this.placeAgain = false;
+          this.schedulePlacement();
+        }
+      });
+  }
+
+  /** Tries every agent wanted running that no broker holds. */
+  private async placementPass(): Promise<void> {
+    let after = '00000000-0000-0000-0000-000000000000';
+    for (;;) {
+      const waiting = await this.deps.db
+        .selectFrom('agents as a')
+        .innerJoin('template_versions as tv', (j) => j.onRef('tv.template_id', '=', 'a.template_id').onRef('tv.version', '=', 'a.template_version'))
+        .select(['a.id', 'a.project_id', 'a.requested_broker_id', 'a.pending_reason', 'tv.spec'])
+        .where('a.broker_id', 'is', null)
+        .where('a.desired_state', '=', 'running')
+        .where('a.id', '>', after)
+        .orderBy('a.id')
+        .limit(PLACEMENT_BATCH)
+        .execute();
+      for (const a of waiting) {
+        const spec = a.spec as unknown as TemplateSpec;
+        const decision = await this.choose(a.project_id, spec.requirements, a.requested_broker_id);
+        const placed = await this.deps.writer
+          .update(a.id, (cur) => {
+            if (cur.brokerId !== null || cur.desiredState !== 'running') return { noop: false };
+            if (!decision.ok) return decision.pendingReason === a.pending_reason ? { noop: false } : { set: { pending_reason: decision.pendingReason }, result: () => false };
+            return { set: { broker_id: decision.brokerId, pending_reason: null }, result: () => true };
+          })
+          .catch(() => false);
+        if (placed && decision.ok) {
+          this.deps.log.info('agent.placed', { agentId: a.id, brokerId: decision.brokerId });
+          void this.push(a.id, 'create');
+        }
+      }
+      const last = waiting.at(-1);
+      if (!last || waiting.length < PLACEMENT_BATCH) return;
+      after = last.id;
+    }
+  }
+
+  /** A broker said hello: apply what it holds, then answer its full desired set. */
+  async brokerConnected(brokerId: string, inventory: readonly ObservedAgent[]): Promise<DesiredAgent[]> {
+    await Promise.all(inventory.map((obs) => this.statusReported(brokerId, obs)));
+    const desired = await this.desired({ brokerId });
+    this.schedulePlacement();
+    return desired.map((d) => d.desired);
+  }
+
+  /**
+   * Applies a broker's observation of one agent (DESIGN §3): reports of an older generation than
+   * the agent's are stale and dropped; an agent marked offline gets its activity back.
+   */
+  async statusReported(brokerId: string, obs: ObservedAgent): Promise<void> {
+    const now = new Date();
+    try {
+      const accepted = await this.deps.writer.update(obs.agentId, (cur) => {
+        if (cur.brokerId !== brokerId || obs.generation < cur.generation) return { noop: false };
+        const detail = obs.detail ?? (obs.phase !== cur.phase ? null : undefined);
+        const r = applyStatus(cur, { phase: obs.phase, detail }, 'broker');
+        if (!r.ok) {
+          this.deps.log.warn('agent.status_rejected', { agentId: obs.agentId, brokerId, from: cur.phase, to: obs.phase, reason: r.message });
+          return { noop: false };
+        }
+        const restore = r.phase === 'running' && cur.activity === 'offline';
+        const activity: Activity | null = restore ? (cur.priorActivity ?? 'idle') : r.activity;
+        return {
+          set: {
+            phase: r.phase,
+            activity,
+            detail: r.detail,
+            observed_generation: obs.generation,
+            last_seen_at: now,
+            ...(restore ? { prior_activity: null } : {}),
+            ...(activity !== cur.activity || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
+          },
+          result: () => true,
+        };
+      });
+      if (accepted && SLOT_FREEING.has(obs.phase)) this.schedulePlacement();
+    } catch (err) {
+      this.deps.log.warn('agent.status_dropped', { agentId: obs.agentId, brokerId, err });
+    }
+  }
+
+  /** A broker removed an agent that was wanted deleted: forget it. */
+  async removed(brokerId: string, agentId: string, generation: number): Promise<void> {
+    const r = await this.deps.db
+      .deleteFrom('agents')
+      .where('id', '=', agentId)
+      .where('broker_id', '=', brokerId)
+      .where('desired_state', '=', 'deleted')
+      .where('generation', '<=', String(generation))
+      .executeTakeFirst();
+    if (r.numDeletedRows > 0n) {
+      this.deps.writer.forget(agentId);
+      this.deps.log.info('agent.deleted', { agentId, brokerId });
+      this.schedulePlacement();
+    }
+  }
+
+  /** The broker row is about to go: its agents lose their broker (and those wanted running are placed again). */
+  async brokerDeleted(brokerId: string): Promise<void> {
+    this.router?.revoke(brokerId);
+    const agents = await this.deps.db.selectFrom('agents').select('id').where('broker_id', '=', brokerId).execute();
+    await this.deps.db.deleteFrom('agents').where('broker_id', '=', brokerId).where('desired_state', '=', 'deleted').execute();
+    for (const { id } of agents) {
+      await this.deps.writer
+        .update(id, (cur) => {
+          if (cur.brokerId !== brokerId) return { noop: undefined };
+          const r = applyStatus(cur, { phase: 'error', detail: `broker ${brokerId} was deleted` }, 'platform');
+          return {
+            set: {
+              broker_id: null,
+              ...(r.ok ? { phase: r.phase, activity: r.activity, detail: r.detail } : {}),
+              pending_reason: cur.desiredState === 'running' ? 'no_broker' : null,
+            },
+            result: () => undefined,
+          };
+        })
+        .catch(() => {});
+    }
+  }
+
+  /**
+   * Marks running agents `offline` whose broker missed 3 heartbeats (or has been disconnected for
+   * more than one interval), and gives agents their activity back once their broker is alive again.
+   */
+  async sweepLiveness(): Promise<void> {
+    const alive = brokerAliveSql('b', this.deps.heartbeatIntervalMs);
+    const { rows } = await sql<{ id: string; offline: boolean }>`
+      SELECT a.id, true AS offline FROM agents a
+        WHERE a.phase = 'running' AND a.activity IS DISTINCT FROM 'offline'
+          AND a.broker_id IN (SELECT b.id FROM brokers b WHERE b.joined_at IS NOT NULL AND NOT ${alive})
+      UNION ALL
+      SELECT a.id, false AS offline FROM agents a
+        WHERE a.activity = 'offline' AND a.broker_id IN (SELECT b.id FROM brokers b WHERE ${alive})`.execute(this.deps.db);
+    const now = new Date();
+    await Promise.all(
+      rows.map(({ id, offline }) =>
+        this.deps.writer
+          .update(id, (cur) => {
+            if (cur.phase !== 'running' || (cur.activity === 'offline') === offline) return { noop: undefined };
+            const activity: Activity = offline ? 'offline' : (cur.priorActivity ?? 'idle');
+            const r = applyStatus(cur, { activity }, 'platform');
+            if (!r.ok) return { noop: undefined };
+            return { set: { activity: r.activity, prior_activity: offline ? cur.activity : null, activity_changed_at: now }, result: () => undefined };
+          })
+          .then(() => this.deps.log.info(offline ? 'agent.offline' : 'agent.online', { agentId: id }))
+          .catch(() => {}),
+      ),
+    );
+  }
+
+  /** Desired entries of some agents, or of every agent a broker holds. */
+  async desired(where: { agentIds: string[] } | { brokerId: string }): Promise<DesiredRow[]> {
+    let q = this.deps.db
+      .selectFrom('agents as a')
+      .innerJoin('template_versions as tv', (j) => j.onRef('tv.template_id', '=', 'a.template_id').onRef('tv.version', '=', 'a.template_version'))
+      .leftJoin('brokers as b', 'b.id', 'a.broker_id')
+      .select([
+        'a.id',
+        'a.project_id',
+        'a.name',
+        'a.generation',
+        'a.desired_state',
+        'a.resume',
+        'a.phase',
+        'a.observed_generation',
+        'a.env',
+        'a.labels',
+        'a.task',
+        'a.broker_id',
+        'tv.spec',
+        'b.runtimes',
+      ]);
+    q = 'agentIds' in where ? q.where('a.id', 'in', where.agentIds) : q.where('a.broker_id', '=', where.brokerId);
+    const rows = (await q.orderBy('a.id').execute()) as unknown as AgentRow[];
+    return rows.map((r) => ({ brokerId: r.broker_id, desired: this.toDesired(r) }));
+  }
+
+  private toDesired(r: AgentRow): DesiredAgent {
+    const token = this.deps.jwt.sign({ typ: 'agent', sub: r.id, prj: r.project_id }, this.deps.agentTokenTtlSecs);
+    const spec: AgentSpec = {
+      projectId: r.project_id,
+      name: r.name,
+      harness: r.spec.harness,
+      runtime: runtimeFor(r.spec.requirements, r.runtimes ?? []),
+      image: r.spec.image ?? null,
+      command: r.spec.command ?? null,
+      env: {
+        ...(r.spec.env ?? {}),
+        ...r.env,
+        GRAFT_HUB_URL: this.deps.hubUrl(),
+        GRAFT_AGENT_ID: r.id,
+        GRAFT_PROJECT_ID: r.project_id,
+        GRAFT_AGENT_TOKEN: token.token,
+      },
+      task: r.task,
+      labels: r.labels,
+    };
+    return {
+      agentId: r.id,
+      generation: Number(r.generation),
+      desiredState: r.desired_state as DesiredState,
+      resume: r.resume,
+      observedPhase: r.phase as Phase,
+      observedGeneration: Number(r.observed_generation),
+      spec,
+    };
+  }
+}

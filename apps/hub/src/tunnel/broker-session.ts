@@ -1,0 +1,209 @@
+import { randomUUID } from 'node:crypto';
+import type { Logger } from '@graft/log';
+import {
+  BrokerMessage,
+  type CommandMessage,
+  type CommandName,
+  type DesiredAgent,
+  type HelloMessage,
+  type HubMessage,
+  MISSED_HEARTBEATS_LIMIT,
+  parseTunnelFrame,
+  type ResultMessage,
+  TUNNEL_PROTOCOL_VERSION,
+  TunnelCloseCode,
+} from '@graft/protocol';
+import type { RawData, WebSocket } from 'ws';
+import type { Dispatcher } from '../dispatch/dispatcher.js';
+import type { BrokerPresence } from './broker-presence.js';
+
+/** How long a new connection may take to say hello. */
+const HELLO_TIMEOUT_MS = 10_000;
+
+/** What a session needs from the hub. */
+export interface SessionDeps {
+  dispatcher: Dispatcher;
+  presence: BrokerPresence;
+  heartbeatIntervalMs: number;
+  requestTimeoutMs: number;
+  log: Logger;
+  /** Called once the hello was accepted: the session now owns the broker's tunnel on this hub. */
+  onReady(session: BrokerSession): void;
+  /** Called once when the socket is gone. */
+  onClosed(session: BrokerSession): void;
+}
+
+interface PendingRequest {
+  resolve: (r: ResultMessage | null) => void;
+  timer: NodeJS.Timeout;
+}
+
+/**
+ * One broker's tunnel on this hub: the handshake, heartbeats, the broker's reports, and hub → broker
+ * requests correlated by id with a timeout. Messages are validated on receipt and handled by an
+ * exhaustive switch; reports are handed to the dispatcher in arrival order (its writer keeps each
+ * agent's changes in that order), and nothing here waits for one report before reading the next.
+ */
+export class BrokerSession {
+  /** This connection's id: presence writes name it, so a stale session can never clobber a newer one. */
+  readonly sessionId = randomUUID();
+  private ready = false;
+  private helloSeen = false;
+  private closed = false;
+  private lastHeard = Date.now();
+  private nextRequest = 0;
+  private readonly pending = new Map<string, PendingRequest>();
+  private readonly helloTimer: NodeJS.Timeout;
+  private heartbeatWatch: NodeJS.Timeout | undefined;
+  private readonly log: Logger;
+
+  constructor(
+    readonly brokerId: string,
+    private readonly ws: WebSocket,
+    private readonly deps: SessionDeps,
+  ) {
+    this.log = deps.log.child({ brokerId, sessionId: this.sessionId });
+    ws.on('message', (data, isBinary) => this.onFrame(data, isBinary));
+    ws.on('close', (code, reason) => this.onClose(code, reason.toString('utf8')));
+    ws.on('error', (err) => this.log.warn('tunnel.socket_error', { err }));
+    this.helloTimer = setTimeout(() => this.close(TunnelCloseCode.protocolError, 'no hello received'), HELLO_TIMEOUT_MS);
+    this.helloTimer.unref();
+  }
+
+  /** Whether the hello was accepted and the socket is still open. */
+  get isReady(): boolean {
+    return this.ready && !this.closed;
+  }
+
+  /** Sends a command; resolves with the broker's result, or null if the tunnel closes or the timeout passes first. */
+  request(command: CommandName, agent: DesiredAgent, message?: string): Promise<ResultMessage | null> {
+    if (!this.isReady) return Promise.resolve(null);
+    const id = `h${++this.nextRequest}`;
+    const msg: CommandMessage = { v: TUNNEL_PROTOCOL_VERSION, type: 'command', id, command, agent, ...(message !== undefined ? { message } : {}) };
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(id);
+        this.log.warn('tunnel.request_timeout', { requestId: id, command, agentId: agent.agentId });
+        resolve(null);
+      }, this.deps.requestTimeoutMs);
+      timer.unref();
+      this.pending.set(id, { resolve, timer });
+      this.send(msg);
+    });
+  }
+
+  /** Closes the tunnel with one of the protocol's close codes. */
+  close(code: number, reason: string): void {
+    if (this.ws.readyState === this.ws.CLOSED || this.ws.readyState === this.ws.CLOSING) return;
+    this.ws.close(code, reason);
+    // A peer that does not complete the closing handshake is cut off.
+    const cut = setTimeout(() => this.ws.terminate(), 2_000);
+    cut.unref();
+  }
+
+  private send(msg: HubMessage): void {
+    if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
+  }
+
+  private onFrame(data: RawData, isBinary: boolean): void {
+    this.lastHeard = Date.now();
+    if (isBinary) {
+      // Binary frames carry log and terminal streams (a later protocol addition); none are defined yet.
+      this.close(TunnelCloseCode.protocolError, 'unexpected binary frame');
+      return;
+    }
+    const parsed = parseTunnelFrame(BrokerMessage, data.toString('utf8'));
+    if (!parsed.ok) {
+      this.log.warn('tunnel.bad_message', { reason: parsed.reason });
+      this.close(TunnelCloseCode.protocolError, parsed.reason.slice(0, 120));
+      return;
+    }
+    const msg = parsed.message;
+    if (!this.ready && msg.type !== 'hello') {
+      this.close(TunnelCloseCode.protocolError, `expected hello, got ${msg.type}`);
+      return;
+    }
+    switch (msg.type) {
+      case 'hello':
+        if (this.helloSeen) {
+          this.close(TunnelCloseCode.protocolError, 'hello sent twice');
+          return;
+        }
+        this.helloSeen = true;
+        void this.onHello(msg);
+        return;
+      case 'heartbeat':
+        this.deps.presence.heartbeat(this.brokerId, this.sessionId, msg.load);
+        this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'heartbeat_ack' });
+        return;
+      case 'status':
+        void this.deps.dispatcher.statusReported(this.brokerId, msg.agent);
+        return;
+      case 'removed':
+        void this.deps.dispatcher.removed(this.brokerId, msg.agentId, msg.generation).catch((err: unknown) => this.log.error('agent.remove_failed', { agentId: msg.agentId, err }));
+        return;
+      case 'result': {
+        const p = this.pending.get(msg.id);
+        if (!p) return; // Timed out already: reconciliation covers whatever it was about.
+        this.pending.delete(msg.id);
+        clearTimeout(p.timer);
+        p.resolve(msg);
+        return;
+      }
+      default: {
+        const unreachable: never = msg;
+        throw new Error(`unhandled broker message ${JSON.stringify(unreachable)}`);
+      }
+    }
+  }
+
+  private async onHello(hello: HelloMessage): Promise<void> {
+    const version = Math.max(...hello.versions.filter((v) => v === TUNNEL_PROTOCOL_VERSION));
+    if (!Number.isFinite(version)) {
+      this.close(TunnelCloseCode.unsupportedVersion, `hub speaks tunnel version ${TUNNEL_PROTOCOL_VERSION} only`);
+      return;
+    }
+    try {
+      await this.deps.presence.connected({
+        brokerId: this.brokerId,
+        sessionId: this.sessionId,
+        hostname: hello.hostname,
+        brokerVersion: hello.brokerVersion,
+        runtimes: hello.runtimes,
+        load: hello.load,
+      });
+      if (this.closed) return;
+      clearTimeout(this.helloTimer);
+      this.ready = true;
+      this.deps.onReady(this);
+      const desired = await this.deps.dispatcher.brokerConnected(this.brokerId, hello.inventory);
+      this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'welcome', version, sessionId: this.sessionId, heartbeatIntervalMs: this.deps.heartbeatIntervalMs, desired });
+      this.log.info('tunnel.connected', { hostname: hello.hostname, brokerVersion: hello.brokerVersion, inventory: hello.inventory.length, desired: desired.length });
+      this.heartbeatWatch = setInterval(() => {
+        if (Date.now() - this.lastHeard > this.deps.heartbeatIntervalMs * MISSED_HEARTBEATS_LIMIT) {
+          this.log.warn('tunnel.heartbeat_timeout', {});
+          this.close(TunnelCloseCode.heartbeatTimeout, 'missed heartbeats');
+        }
+      }, this.deps.heartbeatIntervalMs);
+      this.heartbeatWatch.unref();
+    } catch (err) {
+      this.log.error('tunnel.hello_failed', { err });
+      this.close(1011, 'hub could not accept the connection');
+    }
+  }
+
+  private onClose(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    clearTimeout(this.helloTimer);
+    clearInterval(this.heartbeatWatch);
+    for (const [id, p] of this.pending) {
+      clearTimeout(p.timer);
+      p.resolve(null);
+      this.pending.delete(id);
+    }
+    this.log.info('tunnel.closed', { code, reason });
+    this.deps.onClosed(this);
+    if (this.ready) void this.deps.presence.disconnected(this.brokerId, this.sessionId).catch((err: unknown) => this.log.error('tunnel.disconnect_write_failed', { err }));
+  }
+}
