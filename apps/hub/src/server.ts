@@ -144,7 +144,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const inFlight = new InFlight();
     const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
     const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
-    const presence = new BrokerPresence(db, handle.pool, (err) => log.error('presence.write_failed', { err }));
+    const presence = new BrokerPresence(db, handle.pool, (err) => log.error('presence.write_failed', { err }), heartbeatIntervalMs);
     const tunnels = new TunnelServer({
       authenticator: brokerAuthenticator,
       dispatcher,

@@ -4,3 +4,6 @@ export * from './test-postgres.js';
 export * from './hub-fixture.js';
 export * from './provided-context.js';
 export * from './api-probe.js';
+export * from './sim-broker.js';
+export * from './broker-registration.js';
+export * from './broker-process.js';

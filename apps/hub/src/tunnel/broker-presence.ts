@@ -3,8 +3,8 @@ import type { BrokerLoad, BrokerRuntime } from '@graft/protocol';
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import type pg from 'pg';
 
-/** How often queued heartbeats are written: one UPDATE for every broker heard from since the last. */
-const FLUSH_INTERVAL_MS = 1_000;
+/** How often queued heartbeats are written at most: one UPDATE for every broker heard from since the last. */
+const MAX_FLUSH_INTERVAL_MS = 1_000;
 
 const WRITE_HEARTBEATS = `UPDATE brokers b SET last_heartbeat_at = v.at, reported_running = v.running, max_agents = v.max_agents
   FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::int[]) AS v(id, session, at, running, max_agents)
@@ -44,10 +44,15 @@ export class BrokerPresence {
     private readonly db: Kysely<Database>,
     private readonly pool: pg.Pool,
     private readonly onError: (err: unknown) => void,
+    heartbeatIntervalMs: number,
   ) {
-    this.timer = setInterval(() => {
-      this.flushing = this.flush().catch(onError);
-    }, FLUSH_INTERVAL_MS);
+    // Well inside the freshness window (3 intervals), whatever the interval.
+    this.timer = setInterval(
+      () => {
+        this.flushing = this.flush().catch(onError);
+      },
+      Math.min(MAX_FLUSH_INTERVAL_MS, Math.floor(heartbeatIntervalMs / 2)),
+    );
     this.timer.unref();
   }
 
@@ -79,7 +84,7 @@ export class BrokerPresence {
 
   /** Records that a tunnel closed, unless a newer one of the same broker took over already. */
   async disconnected(brokerId: string, sessionId: string): Promise<void> {
-    this.queued.delete(brokerId);
+    if (this.queued.get(brokerId)?.session === sessionId) this.queued.delete(brokerId);
     await this.db
       .updateTable('brokers')
       .set({ tunnel_session: null, disconnected_at: new Date() })

@@ -1,0 +1,128 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { JoinedBroker } from './broker-registration.js';
+
+/** The broker entry point in the built workspace. */
+export const BROKER_MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/broker/dist/main.js');
+
+/** A broker daemon running as a real child process. */
+export interface BrokerProcess {
+  /** URL of its local API. */
+  url: string;
+  pid: number;
+  dataDir: string;
+  /** Every JSON log line it wrote so far. */
+  logs: Array<Record<string, unknown>>;
+  output(): string;
+  /** Resolves once a log line matches. */
+  waitForLog(test: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  /** Sends a signal and waits for exit (SIGKILL after `timeoutMs`). Agents it started keep running. */
+  stop(signal?: NodeJS.Signals, timeoutMs?: number): Promise<number | null>;
+}
+
+/** Options for {@link startBrokerProcess}. */
+export interface BrokerProcessOptions {
+  /** Data dir; credentials are written into it when `credentials` is given. */
+  dataDir: string;
+  credentials?: JoinedBroker;
+  env?: Record<string, string>;
+  timeoutMs?: number;
+}
+
+/** Writes a broker's credentials file as `graft broker join` would. */
+export function writeTestBrokerCredentials(dataDir: string, c: JoinedBroker): void {
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  writeFileSync(join(dataDir, 'credentials.json'), JSON.stringify({ hubUrl: c.hubUrl, brokerId: c.brokerId, secretKey: c.secretKey, joinedAt: new Date().toISOString() }), {
+    mode: 0o600,
+  });
+}
+
+/**
+ * Spawns `node apps/broker/dist/main.js` with its local API on an ephemeral port; resolves once it
+ * logs `broker.listening`. The caller removes the data dir (and stops leftover agents) afterwards.
+ */
+export async function startBrokerProcess(options: BrokerProcessOptions): Promise<BrokerProcess> {
+  if (options.credentials) writeTestBrokerCredentials(options.dataDir, options.credentials);
+  const env = {
+    PATH: process.env.PATH ?? '',
+    HOME: process.env.HOME ?? options.dataDir,
+    GRAFT_BROKER_DATA_DIR: options.dataDir,
+    GRAFT_BROKER_PORT: '0',
+    GRAFT_BROKER_STOP_GRACE_MS: '2000',
+    GRAFT_BROKER_BACKOFF_BASE_MS: '200',
+    GRAFT_BROKER_BACKOFF_MAX_MS: '2000',
+    ...options.env,
+  };
+  const child: ChildProcess = spawn(process.execPath, [BROKER_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const logs: Array<Record<string, unknown>> = [];
+  const waiters: Array<{ test: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
+  let raw = '';
+  let buffered = '';
+  child.stdout?.on('data', (chunk: Buffer) => {
+    const text = chunk.toString('utf8');
+    raw += text;
+    buffered += text;
+    let nl = buffered.indexOf('\n');
+    while (nl >= 0) {
+      const line = buffered.slice(0, nl);
+      buffered = buffered.slice(nl + 1);
+      nl = buffered.indexOf('\n');
+      if (!line.startsWith('{')) continue;
+      try {
+        const parsed = JSON.parse(line) as Record<string, unknown>;
+        logs.push(parsed);
+        for (let i = waiters.length - 1; i >= 0; i--) {
+          const w = waiters[i];
+          if (w?.test(parsed)) {
+            waiters.splice(i, 1);
+            w.resolve(parsed);
+          }
+        }
+      } catch {
+        // not a log line
+      }
+    }
+  });
+  child.stderr?.on('data', (c: Buffer) => {
+    raw += c.toString('utf8');
+  });
+  const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
+  const waitForLog = (test: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000) => {
+    const found = logs.find(test);
+    if (found) return Promise.resolve(found);
+    return new Promise<Record<string, unknown>>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`broker log line not seen within ${timeoutMs} ms:\n${raw.slice(-4000)}`)), timeoutMs);
+      waiters.push({
+        test,
+        resolve: (l) => {
+          clearTimeout(timer);
+          resolve(l);
+        },
+      });
+    });
+  };
+  const listening = await Promise.race([
+    waitForLog((l) => l.event === 'broker.listening', options.timeoutMs ?? 15_000),
+    // Resolves (never rejects) so that an exit after a successful start is not an unhandled rejection.
+    exited.then((code) => ({ exitedEarly: code })),
+  ]);
+  if ('exitedEarly' in listening) throw new Error(`broker exited with ${String(listening.exitedEarly)} before listening:\n${raw}`);
+  return {
+    url: String(listening.url),
+    pid: child.pid ?? -1,
+    dataDir: options.dataDir,
+    logs,
+    output: () => raw,
+    waitForLog,
+    stop: async (signal = 'SIGTERM', timeoutMs = 10_000) => {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill(signal);
+      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
