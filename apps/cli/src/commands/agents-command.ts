@@ -141,7 +141,7 @@ Examples:
     });
 
   withConnectionOptions(agents.command('create'))
-    .description('Create an agent from a template; it waits in phase created until a broker takes it')
+    .description('Create an agent from a template and dispatch it to a broker; with none fitting it waits in phase created, saying why')
     .requiredOption('--project <project>', 'project id or name')
     .requiredOption('--name <name>', 'agent name, unique in the project (lower-case letters, digits, dashes)')
     .requiredOption('--template <template>', 'template id or name, optionally pinned to a version: name@3')
@@ -164,8 +164,8 @@ Examples:
       };
       const agent = await client.createAgent(body);
       if (opts.json) return printJson(ctx.io, agent);
-      const waiting = agent.pendingReason ? `; waiting for a broker (${agent.pendingReason})` : '';
-      ctx.io.out(`Created agent ${agent.name} (${agent.id}) in phase ${agent.phase}${waiting}.`);
+      const where = agent.brokerId ? `; dispatched to broker ${agent.brokerId}` : agent.pendingReason ? `; waiting for a broker (${agent.pendingReason})` : '';
+      ctx.io.out(`Created agent ${agent.name} (${agent.id}) in phase ${agent.phase}${where}.`);
     });
 
   for (const [action, description] of Object.entries(ACTIONS) as Array<[keyof typeof ACTIONS, string]>) {

@@ -1,0 +1,190 @@
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createLogger } from '@graft/log';
+import type { DesiredAgent, ObservedAgent } from '@graft/protocol';
+import { afterEach, describe, expect, it } from 'vitest';
+import { AgentRecords } from './agent-records.js';
+import { AgentSupervisor } from './agent-supervisor.js';
+import { createBrokerMetrics } from './broker-metrics.js';
+import { ProcessRuntime } from './runtime/process-runtime.js';
+
+const quiet = createLogger({ level: 'error', sink: () => {} });
+const dirs: string[] = [];
+const runtimes: ProcessRuntime[] = [];
+let n = 0;
+
+function node(dataDir = mkdtempSync(join(tmpdir(), 'graft-supervisor-')), maxAgents = 10) {
+  if (!dirs.includes(dataDir)) dirs.push(dataDir);
+  const runtime = new ProcessRuntime({ rootDir: join(dataDir, 'agents'), baseEnv: { PATH: '/usr/bin:/bin' }, log: quiet, pollIntervalMs: 100 });
+  runtimes.push(runtime);
+  const reports: ObservedAgent[] = [];
+  const removed: string[] = [];
+  const supervisor = new AgentSupervisor({
+    records: new AgentRecords(dataDir),
+    runtimes: new Map([['process', runtime]]),
+    maxAgents,
+    stopGraceMs: 300,
+    metrics: createBrokerMetrics(() => new Map()),
+    log: quiet,
+  });
+  supervisor.onStatus((a) => reports.push(a));
+  supervisor.onRemoved((id) => removed.push(id));
+  const phases = (id: string) => reports.filter((r) => r.agentId === id).map((r) => r.phase);
+  const workspace = (id: string) => join(dataDir, 'agents', id, 'workspace');
+  return { dataDir, runtime, supervisor, reports, removed, phases, workspace };
+}
+
+function desired(command: string[], over: Partial<DesiredAgent> = {}): DesiredAgent {
+  n++;
+  const agentId = `0196f0c4-0000-7000-8000-${String(n).padStart(12, '0')}`;
+  return {
+    agentId,
+    generation: 1,
+    desiredState: 'running',
+    resume: false,
+    observedPhase: 'created',
+    observedGeneration: 0,
+    spec: { projectId: agentId, name: `a${n}`, harness: 'command', runtime: 'process', image: null, command, env: { GREETING: 'hi' }, task: null, labels: {} },
+    ...over,
+  };
+}
+
+async function until(test: () => boolean, timeoutMs = 5_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!test()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+afterEach(async () => {
+  for (const r of runtimes.splice(0)) {
+    for (const id of await r.list()) await r.remove(id);
+    await r.close();
+  }
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+describe('AgentSupervisor with the process runtime', () => {
+  it('starts an agent through provisioning, starting, running; exit 0 ends stopped', async () => {
+    const { supervisor, phases, reports, workspace } = node();
+    const d = desired(['sh', '-c', 'echo "$GREETING" > out.txt']);
+    const out = await supervisor.command('create', d);
+    expect(out).toMatchObject({ ok: true, agent: { phase: 'running', generation: 1 } });
+    await until(() => phases(d.agentId).includes('stopped'));
+    expect(phases(d.agentId)).toEqual(['provisioning', 'starting', 'running', 'stopped']);
+    expect(reports.at(-1)).toMatchObject({ detail: 'exited with code 0', exitCode: 0 });
+    expect(readFileSync(join(workspace(d.agentId), 'out.txt'), 'utf8')).toBe('hi\n');
+  });
+
+  it('a non-zero exit ends in error with the code and the last lines of output', async () => {
+    const { supervisor, reports, phases } = node();
+    const d = desired(['sh', '-c', 'echo one; echo two >&2; exit 3']);
+    await supervisor.command('create', d);
+    await until(() => phases(d.agentId).includes('error'));
+    expect(reports.at(-1)).toMatchObject({ phase: 'error', exitCode: 3 });
+    expect(reports.at(-1)?.detail).toMatch(/^exit code 3; last output:\none\ntwo$/);
+  });
+
+  it('a command that cannot start ends in error saying why', async () => {
+    const { supervisor } = node();
+    const out = await supervisor.command('create', desired([], { spec: { ...desired(['x']).spec, command: null } }));
+    expect(out.ok && out.agent?.phase).toBe('error');
+    expect(out.ok && out.agent?.detail).toMatch(/^could not start: /);
+  });
+
+  it('refuses beyond its capacity, and takes the agent once a slot is free', async () => {
+    const { supervisor } = node(undefined, 1);
+    const a = desired(['sleep', '30']);
+    const b = desired(['sleep', '30']);
+    const [ra, rb] = await Promise.all([supervisor.command('create', a), supervisor.command('create', b)]);
+    expect([ra.ok, rb.ok].sort()).toEqual([false, true]);
+    const refused = ra.ok ? rb : ra;
+    expect(refused).toMatchObject({ ok: false, code: 'no_capacity' });
+    const [first, second] = ra.ok ? [a, b] : [b, a];
+    expect(await supervisor.command('stop', { ...first, generation: 2, desiredState: 'stopped' })).toMatchObject({ ok: true, agent: { phase: 'stopped' } });
+    expect(await supervisor.command('create', second)).toMatchObject({ ok: true, agent: { phase: 'running' } });
+  });
+
+  it('acts on a generation once: refuses older ones, does not re-run a finished one, restarts fresh on a newer one', async () => {
+    const { supervisor, phases, workspace, runtime } = node();
+    const d = desired(['sh', '-c', 'touch marker; echo $$ >> runs; sleep 30']);
+    await supervisor.command('create', d);
+    await until(() => existsSync(join(workspace(d.agentId), 'runs')));
+    // The same generation again (a reconnect's desired set) changes nothing.
+    await supervisor.reconcile([d]);
+    expect(phases(d.agentId)).toEqual(['provisioning', 'starting', 'running']);
+    const restart = { ...d, generation: 3 };
+    expect(await supervisor.command('start', restart)).toMatchObject({ ok: true, agent: { phase: 'running', generation: 3 } });
+    expect(phases(d.agentId)).toEqual(['provisioning', 'starting', 'running', 'stopping', 'stopped', 'provisioning', 'starting', 'running']);
+    await until(() => existsSync(join(workspace(d.agentId), 'runs')));
+    // Fresh: the new run's workspace does not hold the old run's file list.
+    expect(readFileSync(join(workspace(d.agentId), 'runs'), 'utf8').trim().split('\n')).toHaveLength(1);
+    expect(await supervisor.command('stop', { ...d, generation: 2, desiredState: 'stopped' })).toMatchObject({ ok: false, code: 'stale_generation' });
+    expect((await runtime.inspect(d.agentId)).state).toBe('running');
+  });
+
+  it('suspend keeps the workspace, and a resuming start sees it and GRAFT_RESUME=1', async () => {
+    const { supervisor, phases, workspace } = node();
+    const d = desired(['sh', '-c', 'echo "resume=${GRAFT_RESUME:-0}" >> log; sleep 30']);
+    await supervisor.command('create', d);
+    await until(() => existsSync(join(workspace(d.agentId), 'log')));
+    expect(await supervisor.command('suspend', { ...d, generation: 2, desiredState: 'suspended' })).toMatchObject({ ok: true, agent: { phase: 'suspended' } });
+    await supervisor.command('start', { ...d, generation: 3, resume: true });
+    await until(() => readFileSync(join(workspace(d.agentId), 'log'), 'utf8').includes('resume=1'));
+    expect(readFileSync(join(workspace(d.agentId), 'log'), 'utf8')).toBe('resume=0\nresume=1\n');
+    expect(phases(d.agentId).slice(3)).toEqual(['suspended', 'provisioning', 'starting', 'running']);
+  });
+
+  it('delete stops the agent and removes everything it had on the node', async () => {
+    const { supervisor, removed, runtime, dataDir, workspace } = node();
+    const d = desired(['sleep', '30']);
+    await supervisor.command('create', d);
+    expect(existsSync(workspace(d.agentId))).toBe(true);
+    expect(await supervisor.command('delete', { ...d, generation: 2, desiredState: 'deleted' })).toEqual({ ok: true, agent: null });
+    expect(removed).toEqual([d.agentId]);
+    expect((await runtime.inspect(d.agentId)).state).toBe('absent');
+    expect(existsSync(join(dataDir, 'agents', d.agentId))).toBe(false);
+    expect(supervisor.inventory()).toEqual([]);
+  });
+
+  it('reconcile removes what is not desired and does not run again what the hub saw finish', async () => {
+    const { supervisor, runtime, phases } = node();
+    const stray = desired(['sleep', '30']);
+    await supervisor.command('create', stray);
+    const finished = desired(['sh', '-c', 'touch ran'], { observedPhase: 'stopped', observedGeneration: 1 });
+    await supervisor.reconcile([finished]);
+    expect((await runtime.inspect(stray.agentId)).state).toBe('absent');
+    expect(phases(finished.agentId)).toEqual(['stopped']);
+    expect((await runtime.inspect(finished.agentId)).state).not.toBe('running');
+  });
+
+  it('messages reach the agent; a message for an unknown agent is refused', async () => {
+    const { supervisor, dataDir } = node();
+    const d = desired(['sleep', '30']);
+    await supervisor.command('create', d);
+    expect(await supervisor.command('message', d, 'hello agent')).toMatchObject({ ok: true });
+    const inbox = readFileSync(join(dataDir, 'agents', d.agentId, 'inbox.jsonl'), 'utf8');
+    expect(JSON.parse(inbox.trim()).text).toBe('hello agent');
+    expect(await supervisor.command('message', desired(['true']), 'x')).toMatchObject({ ok: false, code: 'unknown_agent' });
+  });
+
+  it('after a broker restart, adopts what still runs and reports what exited meanwhile', async () => {
+    const first = node();
+    const long = desired(['sleep', '30']);
+    const short = desired(['sh', '-c', 'sleep 0.3; exit 4']);
+    await first.supervisor.command('create', long);
+    await first.supervisor.command('create', short);
+    // The broker process dies: its runtime instance stops watching, the agents keep running.
+    await first.runtime.close();
+    await new Promise((r) => setTimeout(r, 600));
+    const second = node(first.dataDir);
+    await second.supervisor.recover();
+    const inventory = Object.fromEntries(second.supervisor.inventory().map((a) => [a.agentId, a]));
+    expect(inventory[long.agentId]).toMatchObject({ phase: 'running', generation: 1 });
+    expect(inventory[short.agentId]).toMatchObject({ phase: 'error', exitCode: 4 });
+    // The adopted run is watched too: its end is reported by the new instance.
+    expect(await second.supervisor.command('stop', { ...long, generation: 2, desiredState: 'stopped' })).toMatchObject({ ok: true, agent: { phase: 'stopped' } });
+  });
+});
