@@ -127,6 +127,8 @@ describe('AgentSupervisor with the process runtime', () => {
 
   it('suspend keeps the workspace, and a resuming start sees it and GRAFT_RESUME=1', async () => {
     const { supervisor, phases, workspace } = node();
+    // A shell expansion, not a JS template: the agent prints 0 unless the runtime set GRAFT_RESUME.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax
     const d = desired(['sh', '-c', 'echo "resume=${GRAFT_RESUME:-0}" >> log; sleep 30']);
     await supervisor.command('create', d);
     await until(() => existsSync(join(workspace(d.agentId), 'log')));

@@ -26,6 +26,7 @@ import type {
   ProjectRole,
   RegisterBrokerRequest,
   RegisterBrokerResponse,
+  RotatedBrokerSecret,
   RegisterProjectRequest,
   RegisterProjectResponse,
   SecretMeta,
@@ -272,5 +273,17 @@ export class GraftClient {
   /** `GET /api/v1/brokers/:id`. */
   getBroker(id: string): Promise<Broker> {
     return this.request('GET', `/api/v1/brokers/${encodeURIComponent(id)}`);
+  }
+  /** `POST /api/v1/brokers/:id/drain` or `/undrain`. */
+  drainBroker(id: string, drain: boolean): Promise<Broker> {
+    return this.request('POST', `/api/v1/brokers/${encodeURIComponent(id)}/${drain ? 'drain' : 'undrain'}`);
+  }
+  /** `POST /api/v1/brokers/:id/rotate-secret`. */
+  rotateBrokerSecret(id: string): Promise<RotatedBrokerSecret> {
+    return this.request('POST', `/api/v1/brokers/${encodeURIComponent(id)}/rotate-secret`);
+  }
+  /** `DELETE /api/v1/brokers/:id`. */
+  deleteBroker(id: string): Promise<void> {
+    return this.request('DELETE', `/api/v1/brokers/${encodeURIComponent(id)}`);
   }
 }

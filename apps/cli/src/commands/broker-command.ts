@@ -326,4 +326,44 @@ Example:
       await running.stop();
       if ('reason' in outcome) throw new CliError('broker_revoked', `the hub revoked this broker (${outcome.reason}); register and join it again`);
     });
+
+  for (const [action, description] of [
+    ['drain', 'Stop placing new agents on a broker; its running agents continue (platform admin)'],
+    ['undrain', 'Place agents on a drained broker again (platform admin)'],
+  ] as const) {
+    withConnectionOptions(broker.command(action))
+      .description(description)
+      .argument('<id>', 'broker id (from graft broker ls)')
+      .option('--json', 'print the broker as JSON')
+      .addHelpText('after', `\nExample:\n  $ graft broker ${action} 0196f0c4-...`)
+      .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+        const b = await ctx.client(cmd).drainBroker(id, action === 'drain');
+        if (opts.json) return printJson(ctx.io, b);
+        ctx.io.out(`Broker ${b.name} (${b.id}) is ${b.status}${action === 'drain' ? `; ${b.load.runningAgents} agent(s) keep running there` : ''}.`);
+      });
+  }
+
+  withConnectionOptions(broker.command('rotate-secret'))
+    .description("Issue a new secret for a broker; the old one keeps working for the hub's grace period (platform admin)")
+    .argument('<id>', 'broker id (from graft broker ls)')
+    .option('--json', 'print {brokerId, secretKey, previousValidUntil} as JSON')
+    .addHelpText('after', '\nPut the new secret into secretKey of <data dir>/credentials.json on the node and restart its\nbroker before the old one expires.\n\nExample:\n  $ graft broker rotate-secret 0196f0c4-...')
+    .action(async (id: string, opts: { json?: boolean }, cmd: Command) => {
+      const r = await ctx.client(cmd).rotateBrokerSecret(id);
+      if (opts.json) return printJson(ctx.io, r);
+      ctx.io.out(`New secret for broker ${r.brokerId} (shown once, keep it secret):`);
+      ctx.io.out('');
+      ctx.io.out(`  ${r.secretKey}`);
+      ctx.io.out('');
+      ctx.io.out(`Put it into secretKey of the broker's credentials.json and restart it before ${formatTime(r.previousValidUntil)}, when the old secret stops working.`);
+    });
+
+  withConnectionOptions(broker.command('rm'))
+    .description('Delete a broker: its secret stops working and its tunnel closes at once (platform admin)')
+    .argument('<id>', 'broker id (from graft broker ls)')
+    .addHelpText('after', "\nIts agents lose their broker; those wanted running are placed on other brokers.\n\nExample:\n  $ graft broker rm 0196f0c4-...")
+    .action(async (id: string, _opts: unknown, cmd: Command) => {
+      await ctx.client(cmd).deleteBroker(id);
+      ctx.io.out(`Deleted broker ${id}.`);
+    });
 }
