@@ -9,6 +9,7 @@ import {
   type DesiredAgent,
   type DesiredState,
   type ObservedAgent,
+  type PendingReason,
   type Phase,
   type Requirements,
   type ResultMessage,
@@ -166,6 +167,9 @@ export class Dispatcher {
   /** Tries every agent wanted running that no broker holds. */
   private async placementPass(): Promise<void> {
     let after = '00000000-0000-0000-0000-000000000000';
+    // Within one pass, agents that fit nowhere for the same reasons share one answer: a thousand
+    // waiting agents of one project cost one diagnosis, not a thousand.
+    const unplaceable = new Map<string, PendingReason>();
     for (;;) {
       const waiting = await this.deps.db
         .selectFrom('agents as a')
@@ -179,7 +183,10 @@ export class Dispatcher {
         .execute();
       for (const a of waiting) {
         const spec = a.spec as unknown as TemplateSpec;
-        const decision = await this.choose(a.project_id, spec.requirements, a.requested_broker_id);
+        const key = JSON.stringify([a.project_id, spec.requirements ?? null, a.requested_broker_id]);
+        const known = unplaceable.get(key);
+        const decision = known ? ({ ok: false, pendingReason: known } as const) : await this.choose(a.project_id, spec.requirements, a.requested_broker_id);
+        if (!decision.ok) unplaceable.set(key, decision.pendingReason);
         const placed = await this.deps.writer
           .update(a.id, (cur) => {
             if (cur.brokerId !== null || cur.desiredState !== 'running') return { noop: false };
