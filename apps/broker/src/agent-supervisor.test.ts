@@ -172,6 +172,45 @@ describe('AgentSupervisor with the process runtime', () => {
     expect(await supervisor.command('message', desired(['true']), 'x')).toMatchObject({ ok: false, code: 'unknown_agent' });
   });
 
+  it('after a broker restart, starts again what it was starting (or restarting) when it died', async () => {
+    const { dataDir, runtime } = node();
+    const starting = desired(['sleep', '30']);
+    const restarting = desired(['sleep', '30'], { generation: 2 });
+    // The broker died after recording these starts and preparing their workspaces, before anything ran.
+    const records = new AgentRecords(dataDir);
+    records.put({ agentId: starting.agentId, generation: 1, desired: 'running', spec: starting.spec, phase: 'starting', detail: null, exitCode: null });
+    records.put({ agentId: restarting.agentId, generation: 2, desired: 'running', spec: restarting.spec, phase: 'stopping', detail: null, exitCode: null });
+    for (const d of [starting, restarting]) await runtime.prepare(d.agentId, d.spec, { fresh: true });
+    const second = node(dataDir);
+    await second.supervisor.recover();
+    // Neither is taken for a finished run: the same generation, sent again on connect, starts them.
+    expect(second.supervisor.inventory().map((a) => a.phase).sort()).toEqual(['starting', 'stopping']);
+    await second.supervisor.reconcile([
+      { ...starting, observedPhase: 'starting', observedGeneration: 1 },
+      { ...restarting, observedPhase: 'stopping', observedGeneration: 2 },
+    ]);
+    for (const d of [starting, restarting]) {
+      expect((await second.runtime.inspect(d.agentId)).state).toBe('running');
+      expect(second.phases(d.agentId)).toEqual(['stopped', 'provisioning', 'starting', 'running']);
+    }
+  });
+
+  it('after a broker restart, a suspend it was in the middle of ends suspended, and resumes later', async () => {
+    const { dataDir, runtime } = node();
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax
+    const d = desired(['sh', '-c', 'echo "resume=${GRAFT_RESUME:-0}" >> log; sleep 30']);
+    const records = new AgentRecords(dataDir);
+    // The broker died while stopping the process for a suspend (generation 2): the record still says running.
+    records.put({ agentId: d.agentId, generation: 2, desired: 'suspended', spec: d.spec, phase: 'running', detail: null, exitCode: null });
+    await runtime.prepare(d.agentId, d.spec, { fresh: true });
+    const second = node(dataDir);
+    await second.supervisor.recover();
+    expect(second.supervisor.inventory()).toEqual([expect.objectContaining({ agentId: d.agentId, phase: 'suspended' })]);
+    await second.supervisor.command('start', { ...d, generation: 3, resume: true });
+    await until(() => existsSync(join(second.workspace(d.agentId), 'log')));
+    expect(readFileSync(join(second.workspace(d.agentId), 'log'), 'utf8')).toBe('resume=1\n');
+  });
+
   it('after a broker restart, adopts what still runs and reports what exited meanwhile', async () => {
     const first = node();
     const long = desired(['sleep', '30']);

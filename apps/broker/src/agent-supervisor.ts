@@ -82,10 +82,12 @@ export class AgentSupervisor {
           if (record.phase !== 'running') this.report(record, { phase: 'running', detail: null, exitCode: null });
         } else if (state.state === 'exited') {
           if (BUSY.has(record.phase)) await this.finish(record, runtime, state.exitCode, state.signal);
-        } else if (BUSY.has(record.phase)) {
-          // Interrupted mid-start or mid-stop: nothing runs; the desired set decides what happens next.
-          this.report(record, { phase: 'stopped', detail: 'interrupted by a broker restart', exitCode: null });
+        } else if (BUSY.has(record.phase) && record.desired !== 'running') {
+          // Interrupted mid-stop or mid-suspend: nothing runs any more, which is what was wanted (a suspend keeps its workspace for the resume).
+          const to = record.desired === 'suspended' ? 'suspended' : 'stopped';
+          this.report(record, { phase: to, detail: to === 'stopped' ? 'interrupted by a broker restart' : null, exitCode: null });
         }
+        // A start interrupted (wanted running) keeps its phase: it is no finished run, and the desired set sent on connect starts it again.
       });
     }
   }
@@ -184,7 +186,9 @@ export class AgentSupervisor {
           // Same generation again (a reconnect's desired set): make sure it still runs, never start a finished run again.
           if (running) return current.phase === 'running' ? current : this.report(current, { phase: 'running', detail: null, exitCode: null });
           if (current.phase === 'stopped' || current.phase === 'error' || current.phase === 'suspended') return current;
-          return this.startAgent(current, runtime, { fresh: !d.resume, resume: d.resume });
+          // A start (or restart) interrupted by a broker restart: it passes through stopped, which the hub accepts from any phase, and starts again.
+          const interrupted = BUSY.has(current.phase) ? this.report(current, { phase: 'stopped', detail: 'interrupted by a broker restart', exitCode: null }) : current;
+          return this.startAgent(interrupted, runtime, { fresh: !d.resume, resume: d.resume });
         }
         if (running && d.resume) return current.phase === 'running' ? current : this.report(current, { phase: 'running', detail: null, exitCode: null });
         if (running) await this.stopAgent(current, runtime, 'stopped');

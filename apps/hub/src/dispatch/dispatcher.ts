@@ -5,12 +5,13 @@ import {
   type AgentSpec,
   applyStatus,
   type CommandErrorCode,
+  canTransition,
   type CommandName,
   type DesiredAgent,
   type DesiredState,
   type ObservedAgent,
   type PendingReason,
-  type Phase,
+  Phase,
   type Requirements,
   type ResultMessage,
   type TemplateSpec,
@@ -89,7 +90,8 @@ export class Dispatcher {
   /** Connects the tunnel side and starts the periodic placement retry and liveness sweep. */
   start(router: TunnelRouter): void {
     this.router = router;
-    const sweepMs = Math.max(200, Math.floor(this.deps.heartbeatIntervalMs / 5));
+    // 20 sweeps per interval: an agent shows offline at most a quarter second (at the 5 s default) after its broker's third missed heartbeat.
+    const sweepMs = Math.max(50, Math.floor(this.deps.heartbeatIntervalMs / 20));
     this.timers.push(setInterval(() => this.sweepLiveness().catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { err })), sweepMs));
     this.timers.push(setInterval(() => this.schedulePlacement(), PLACEMENT_RETRY_MS));
     for (const t of this.timers) t.unref();
@@ -207,7 +209,7 @@ export class Dispatcher {
 
   /** A broker said hello: apply what it holds, then answer its full desired set. */
   async brokerConnected(brokerId: string, inventory: readonly ObservedAgent[]): Promise<DesiredAgent[]> {
-    await Promise.all(inventory.map((obs) => this.statusReported(brokerId, obs)));
+    await Promise.all(inventory.map((obs) => this.statusReported(brokerId, obs, true)));
     const desired = await this.desired({ brokerId });
     this.schedulePlacement();
     return desired.map((d) => d.desired);
@@ -215,15 +217,18 @@ export class Dispatcher {
 
   /**
    * Applies a broker's observation of one agent (DESIGN §3): reports of an older generation than
-   * the agent's are stale and dropped; an agent marked offline gets its activity back.
+   * the agent's are stale and dropped; an agent marked offline gets its activity back. An inventory
+   * entry (`snapshot`) may skip phases: the reports in between can have been lost with a dropped
+   * tunnel or a hub that died before writing them, so they count as passed.
    */
-  async statusReported(brokerId: string, obs: ObservedAgent): Promise<void> {
+  async statusReported(brokerId: string, obs: ObservedAgent, snapshot = false): Promise<void> {
     const now = new Date();
     try {
       const accepted = await this.deps.writer.update(obs.agentId, (cur) => {
         if (cur.brokerId !== brokerId || obs.generation < cur.generation) return { noop: false };
         const detail = obs.detail ?? (obs.phase !== cur.phase ? null : undefined);
-        const r = applyStatus(cur, { phase: obs.phase, detail }, 'broker');
+        const from = snapshot ? phaseBefore(cur.phase, obs.phase) : cur.phase;
+        const r = applyStatus({ ...cur, phase: from }, { phase: obs.phase, detail }, 'broker');
         if (!r.ok) {
           this.deps.log.warn('agent.status_rejected', { agentId: obs.agentId, brokerId, from: cur.phase, to: obs.phase, reason: r.message });
           return { noop: false };
@@ -375,4 +380,23 @@ export class Dispatcher {
       spec,
     };
   }
+}
+
+/**
+ * The phase just before `to` on the shortest legal path from `from`: `from` itself when `to` may
+ * follow directly, or when no path leads there (the state machine then refuses the report).
+ */
+function phaseBefore(from: Phase, to: Phase): Phase {
+  if (canTransition(from, to)) return from;
+  const seen = new Set<Phase>([from]);
+  const queue: Phase[] = [from];
+  for (let p = queue.shift(); p !== undefined; p = queue.shift()) {
+    for (const next of Phase.options) {
+      if (seen.has(next) || !canTransition(p, next)) continue;
+      if (next === to) return p;
+      seen.add(next);
+      queue.push(next);
+    }
+  }
+  return from;
 }

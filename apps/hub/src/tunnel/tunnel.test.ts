@@ -264,6 +264,18 @@ describe('liveness and reconnection', () => {
     expect(failed.detail).toBe('exit code 2');
   });
 
+  it('an inventory that skips phases whose reports were lost (a hub died before writing them) is applied', async () => {
+    const b = await joined();
+    const sim = await online(b, { mode: 'ack' });
+    const a = await admin.createAgent({ projectId, name: uniq('a'), template: await template() });
+    await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === a.id));
+    expect((await admin.getAgent(a.id)).phase).toBe('created');
+    sim.kill();
+    // The broker started it meanwhile: its hello says running, without the provisioning and starting reports.
+    await online(b, { inventory: [{ agentId: a.id, generation: 1, phase: 'running', detail: null, exitCode: null }] });
+    expect(await agentIs(a.id, (x) => x.phase === 'running')).toMatchObject({ activity: 'idle' });
+  });
+
   it('a newer connection replaces the old one, whose late cleanup does not mark the broker or its agents offline', async () => {
     const b = await joined();
     const first = await online(b);

@@ -1,0 +1,28 @@
+import { setTimeout as delay } from 'node:timers/promises';
+
+/** Options of {@link eventually}. */
+export interface EventuallyOptions {
+  timeoutMs: number;
+  intervalMs?: number;
+}
+
+/**
+ * Runs `probe` (which asserts) until it passes and returns its value; after `timeoutMs` the last
+ * failure is thrown. The way these tests wait: poll a condition with a deadline, never sleep and then assert.
+ */
+export async function eventually<T>(probe: () => Promise<T> | T, options: EventuallyOptions): Promise<T> {
+  const deadline = Date.now() + options.timeoutMs;
+  for (;;) {
+    try {
+      return await probe();
+    } catch (err) {
+      if (Date.now() >= deadline) throw err;
+    }
+    await delay(options.intervalMs ?? 100);
+  }
+}
+
+/** Milliseconds since `start` (a `performance.now()` reading). */
+export function msSince(start: number): number {
+  return Math.round(performance.now() - start);
+}
