@@ -126,6 +126,31 @@ export class Dispatcher {
     }
   }
 
+  /** Sends `create` for an agent just inserted on `brokerId` (generation 1), built from what the caller holds. */
+  async createOn(brokerId: string, runtime: string, a: { id: string; projectId: string; name: string; spec: TemplateSpec; env: Record<string, string>; labels: Record<string, string>; task: string | null }): Promise<void> {
+    try {
+      const desired = this.toDesired({
+        id: a.id,
+        project_id: a.projectId,
+        name: a.name,
+        generation: '1',
+        desired_state: 'running',
+        resume: false,
+        phase: 'created',
+        observed_generation: '0',
+        env: a.env,
+        labels: a.labels,
+        task: a.task,
+        broker_id: brokerId,
+        spec: a.spec,
+        runtimes: [runtime],
+      });
+      await this.send(brokerId, 'create', desired);
+    } catch (err) {
+      this.deps.log.error('dispatch.failed', { agentId: a.id, command: 'create', err });
+    }
+  }
+
   /** Sends one command and acts on a refusal. */
   private async send(brokerId: string, command: CommandName, desired: DesiredAgent, message?: string): Promise<void> {
     const result = (await this.router?.request(brokerId, command, desired, message)) ?? null;

@@ -149,25 +149,21 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
         }
         const [ref = '', pinned] = body.template.split('@');
         const byId = UUID_RE.test(ref);
+        // The template and the spec of the wanted version in one query (the version row is absent when pinned too high).
         const template = await db
-          .selectFrom('templates')
-          .select(['id', 'latest_version', 'project_id'])
-          .$if(byId, (q) => q.where('id', '=', ref.toLowerCase()))
-          .$if(!byId, (q) => q.where('name', '=', ref))
-          .where((eb) => eb.or([eb('project_id', '=', body.projectId), eb('project_id', 'is', null)]))
+          .selectFrom('templates as t')
+          .leftJoin('template_versions as v', (j) => j.onRef('v.template_id', '=', 't.id').on('v.version', '=', pinned ? Number(pinned) : sql<number>`t.latest_version`))
+          .select(['t.id', 't.latest_version', 't.project_id', 'v.spec'])
+          .$if(byId, (q) => q.where('t.id', '=', ref.toLowerCase()))
+          .$if(!byId, (q) => q.where('t.name', '=', ref))
+          .where((eb) => eb.or([eb('t.project_id', '=', body.projectId), eb('t.project_id', 'is', null)]))
           // A project's own template shadows a global one of the same name.
-          .orderBy(sql`project_id IS NULL`)
+          .orderBy(sql`t.project_id IS NULL`)
           .executeTakeFirst();
         if (!template) throw new GraftError('not_found', `template ${ref} not found in this project or among global templates`, { field: 'template' });
         const version = pinned ? Number(pinned) : template.latest_version;
-        if (version > template.latest_version) throw new GraftError('not_found', `template ${ref} has no version ${version} (latest is ${template.latest_version})`, { field: 'template' });
-        const versionRow = await db
-          .selectFrom('template_versions')
-          .select('spec')
-          .where('template_id', '=', template.id)
-          .where('version', '=', version)
-          .executeTakeFirstOrThrow();
-        const spec = versionRow.spec as unknown as TemplateSpec;
+        if (template.spec === null) throw new GraftError('not_found', `template ${ref} has no version ${version} (latest is ${template.latest_version})`, { field: 'template' });
+        const spec = template.spec as unknown as TemplateSpec;
         // Placed before the insert, so a placed agent is written once, already on its broker.
         const placement = await ctx.dispatcher.choose(body.projectId, spec.requirements, body.brokerId ?? null);
         const id = uuidv7();
@@ -193,7 +189,18 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
             })
             .returning(agentJsonSql('agents').as('json'))
             .executeTakeFirstOrThrow();
-          if (placement.ok) void ctx.dispatcher.push(id, 'create');
+          if (placement.ok) {
+            // Sent from what is in hand (no read back): the create is on its way before the response is.
+            void ctx.dispatcher.createOn(placement.brokerId, placement.runtime, {
+              id,
+              projectId: body.projectId,
+              name: body.name,
+              spec,
+              env: body.env ?? {},
+              labels: body.labels ?? {},
+              task: body.task ?? null,
+            });
+          }
           ctx.log.info('agent.created', {
             agentId: id,
             projectId: body.projectId,
