@@ -13,6 +13,12 @@ export const AgentRecord = z.object({
   phase: Phase,
   detail: z.string().nullable(),
   exitCode: z.number().int().nullable(),
+  /**
+   * Whether this generation's action reached its target (running, stopped or suspended). A record
+   * of the same generation that has not may have been cut short by a broker restart and is redone;
+   * one that has is never run again, even if its run has ended since.
+   */
+  acted: z.boolean().default(true),
 });
 /** What the broker remembers of one agent. */
 export type AgentRecord = z.infer<typeof AgentRecord>;
@@ -62,8 +68,16 @@ export class AgentRecords {
     return [...this.records.values()];
   }
 
-  /** Writes a record (a copy is kept in memory). */
-  put(record: AgentRecord): AgentRecord {
+  /**
+   * Keeps a record in memory and, unless `durable` is false, writes it to disk. Passing phases
+   * (provisioning, starting, stopping) need not be durable: a restart that finds the previous
+   * durable phase redoes the step anyway, and skipping them halves the writes per start.
+   */
+  put(record: AgentRecord, durable = true): AgentRecord {
+    if (!durable) {
+      this.records.set(record.agentId, record);
+      return record;
+    }
     const file = join(this.dir, `${record.agentId}.json`);
     const tmp = `${file}.tmp`;
     writeFileSync(tmp, JSON.stringify(record), { mode: 0o600 });

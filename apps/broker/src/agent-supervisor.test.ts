@@ -178,8 +178,8 @@ describe('AgentSupervisor with the process runtime', () => {
     const restarting = desired(['sleep', '30'], { generation: 2 });
     // The broker died after recording these starts and preparing their workspaces, before anything ran.
     const records = new AgentRecords(dataDir);
-    records.put({ agentId: starting.agentId, generation: 1, desired: 'running', spec: starting.spec, phase: 'starting', detail: null, exitCode: null });
-    records.put({ agentId: restarting.agentId, generation: 2, desired: 'running', spec: restarting.spec, phase: 'stopping', detail: null, exitCode: null });
+    records.put({ agentId: starting.agentId, generation: 1, desired: 'running', spec: starting.spec, phase: 'starting', detail: null, exitCode: null, acted: false });
+    records.put({ agentId: restarting.agentId, generation: 2, desired: 'running', spec: restarting.spec, phase: 'stopping', detail: null, exitCode: null, acted: false });
     for (const d of [starting, restarting]) await runtime.prepare(d.agentId, d.spec, { fresh: true });
     const second = node(dataDir);
     await second.supervisor.recover();
@@ -195,13 +195,34 @@ describe('AgentSupervisor with the process runtime', () => {
     }
   });
 
+  it('after a broker restart, a resume or a fresh start cut short is redone, while a run that ended is not repeated', async () => {
+    const { dataDir, runtime } = node();
+    const resuming = desired(['sleep', '30'], { generation: 3, resume: true });
+    const restarting = desired(['sleep', '30'], { generation: 5 });
+    const finished = desired(['true'], { generation: 2 });
+    const records = new AgentRecords(dataDir);
+    // Durable records as a broker leaves them when it dies before the start's first durable phase:
+    // the new generation is written, the phase is still the previous run's.
+    records.put({ agentId: resuming.agentId, generation: 3, desired: 'running', spec: resuming.spec, phase: 'suspended', detail: null, exitCode: null, acted: false });
+    records.put({ agentId: restarting.agentId, generation: 5, desired: 'running', spec: restarting.spec, phase: 'stopped', detail: null, exitCode: null, acted: false });
+    records.put({ agentId: finished.agentId, generation: 2, desired: 'running', spec: finished.spec, phase: 'stopped', detail: 'exited with code 0', exitCode: 0, acted: true });
+    for (const d of [resuming, restarting, finished]) await runtime.prepare(d.agentId, d.spec, { fresh: true });
+    const second = node(dataDir);
+    await second.supervisor.recover();
+    await second.supervisor.reconcile([resuming, restarting, finished]);
+    expect((await second.runtime.inspect(resuming.agentId)).state).toBe('running');
+    expect((await second.runtime.inspect(restarting.agentId)).state).toBe('running');
+    expect(second.phases(finished.agentId)).toEqual([]);
+    expect((await second.runtime.inspect(finished.agentId)).state).toBe('idle');
+  });
+
   it('after a broker restart, a suspend it was in the middle of ends suspended, and resumes later', async () => {
     const { dataDir, runtime } = node();
     // biome-ignore lint/suspicious/noTemplateCurlyInString: shell syntax
     const d = desired(['sh', '-c', 'echo "resume=${GRAFT_RESUME:-0}" >> log; sleep 30']);
     const records = new AgentRecords(dataDir);
     // The broker died while stopping the process for a suspend (generation 2): the record still says running.
-    records.put({ agentId: d.agentId, generation: 2, desired: 'suspended', spec: d.spec, phase: 'running', detail: null, exitCode: null });
+    records.put({ agentId: d.agentId, generation: 2, desired: 'suspended', spec: d.spec, phase: 'running', detail: null, exitCode: null, acted: false });
     await runtime.prepare(d.agentId, d.spec, { fresh: true });
     const second = node(dataDir);
     await second.supervisor.recover();

@@ -6,6 +6,8 @@ import type { AgentRuntime, RuntimeExit } from './runtime/agent-runtime.js';
 
 /** Phases in which an agent holds one of the broker's slots. */
 const BUSY: ReadonlySet<Phase> = new Set(['provisioning', 'starting', 'running', 'stopping']);
+/** Phases an agent only passes through; their records need not reach the disk (see AgentRecords.put). */
+const PASSING: ReadonlySet<Phase> = new Set(['provisioning', 'starting', 'stopping']);
 /** Lines of output quoted in the detail of an agent that failed. */
 const TAIL_LINES = 20;
 /** Longest detail the protocol carries. */
@@ -165,12 +167,12 @@ export class AgentSupervisor {
     if (!record) {
       // Unknown here. If the hub already saw this generation finish, this broker lost its records: do not run it twice.
       const finished = d.observedGeneration >= d.generation && (d.observedPhase === 'stopped' || d.observedPhase === 'error');
-      const fresh = this.deps.records.put({ agentId: d.agentId, generation: d.generation, desired: d.desiredState, spec: d.spec, phase: 'created', detail: null, exitCode: null });
+      const fresh = this.deps.records.put({ agentId: d.agentId, generation: d.generation, desired: d.desiredState, spec: d.spec, phase: 'created', detail: null, exitCode: null, acted: false });
       if (finished || d.desiredState !== 'running') return this.report(fresh, { phase: finished ? d.observedPhase : 'stopped', detail: null, exitCode: null });
       return this.startAgent(fresh, runtime, { fresh: !d.resume, resume: d.resume });
     }
 
-    const current: AgentRecord = this.deps.records.put({ ...record, generation: d.generation, desired: d.desiredState, spec: d.spec });
+    const current: AgentRecord = this.deps.records.put({ ...record, generation: d.generation, desired: d.desiredState, spec: d.spec, acted: newGeneration ? false : record.acted });
     const state = await runtime.inspect(d.agentId);
     const running = state.state === 'running';
     switch (d.desiredState) {
@@ -185,7 +187,8 @@ export class AgentSupervisor {
         if (!newGeneration) {
           // Same generation again (a reconnect's desired set): make sure it still runs, never start a finished run again.
           if (running) return current.phase === 'running' ? current : this.report(current, { phase: 'running', detail: null, exitCode: null });
-          if (current.phase === 'stopped' || current.phase === 'error' || current.phase === 'suspended') return current;
+          // This generation's run happened (and may have ended): never again.
+          if (current.acted && !BUSY.has(current.phase)) return current;
           // A start (or restart) interrupted by a broker restart: it passes through stopped, which the hub accepts from any phase, and starts again.
           const interrupted = BUSY.has(current.phase) ? this.report(current, { phase: 'stopped', detail: 'interrupted by a broker restart', exitCode: null }) : current;
           return this.startAgent(interrupted, runtime, { fresh: !d.resume, resume: d.resume });
@@ -261,7 +264,9 @@ export class AgentSupervisor {
 
   /** Records a phase change and tells the listeners. */
   private report(record: AgentRecord, change: Pick<AgentRecord, 'phase' | 'detail' | 'exitCode'>): AgentRecord {
-    const next = this.deps.records.put({ ...record, ...change });
+    // The generation's action is done once its target phase is reached (a failed start counts: it is not retried).
+    const reached = record.desired === 'running' ? change.phase === 'running' || change.phase === 'error' : change.phase === record.desired;
+    const next = this.deps.records.put({ ...record, ...change, acted: record.acted || reached }, !PASSING.has(change.phase));
     for (const l of this.listeners) l(observed(next));
     return next;
   }

@@ -154,6 +154,8 @@ export class ProcessRuntime implements AgentRuntime {
   private readonly procfs: boolean;
   private readonly bootId: string;
   private readonly tracked = new Map<string, TrackedRun>();
+  /** Agents whose directory prepare() just created: nothing of an earlier run can be there. */
+  private readonly pristine = new Set<string>();
   private listeners: Array<(exit: RuntimeExit) => void> = [];
   private poller: NodeJS.Timeout | null = null;
   private groupScan: Promise<Set<number>> | null = null;
@@ -171,6 +173,13 @@ export class ProcessRuntime implements AgentRuntime {
 
   async prepare(agentId: string, _spec: AgentSpec, options: { fresh: boolean }): Promise<void> {
     const dir = this.agentDir(agentId);
+    // A new agent (the common case) has nothing to inspect or clear: one mkdir, and start() may skip its checks too.
+    if (!(await this.isDir(dir))) {
+      await mkdir(join(dir, 'workspace'), { recursive: true });
+      this.pristine.add(agentId);
+      return;
+    }
+    this.pristine.delete(agentId);
     if (options.fresh) {
       if ((await this.inspect(agentId)).state === 'running') throw new Error(`agent ${agentId} is running; stop it before preparing a fresh workspace`);
       this.tracked.delete(agentId);
@@ -188,11 +197,12 @@ export class ProcessRuntime implements AgentRuntime {
       throw new Error(`agent ${agentId} has no command: the process runtime runs only harnesses that resolve to a command (harness ${spec.harness})`);
     }
     const workspace = join(dir, 'workspace');
-    if (!(await this.isDir(workspace))) throw new Error(`agent ${agentId} is not prepared: ${workspace} does not exist`);
-    // Idempotent: a start of a running agent (e.g. a command the hub re-sent) must not run it twice.
-    if ((await this.inspect(agentId)).state === 'running') return;
-
-    await Promise.all([rm(join(dir, 'exit'), { force: true }), rm(join(dir, 'pid'), { force: true })]);
+    if (!this.pristine.delete(agentId)) {
+      if (!(await this.isDir(workspace))) throw new Error(`agent ${agentId} is not prepared: ${workspace} does not exist`);
+      // Idempotent: a start of a running agent (e.g. a command the hub re-sent) must not run it twice.
+      if ((await this.inspect(agentId)).state === 'running') return;
+      await Promise.all([rm(join(dir, 'exit'), { force: true }), rm(join(dir, 'pid'), { force: true })]);
+    }
     const record: RunRecord = { runId: randomUUID(), pid: null, identity: null, startedAt: new Date().toISOString(), resume: options.resume, stopping: false };
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
     await this.writeRun(agentId, record);
@@ -257,6 +267,7 @@ export class ProcessRuntime implements AgentRuntime {
 
   async remove(agentId: string): Promise<void> {
     const dir = this.agentDir(agentId);
+    this.pristine.delete(agentId);
     if (!(await this.isDir(dir))) return;
     await this.stop(agentId, { graceMs: this.removeGraceMs });
     this.tracked.delete(agentId);

@@ -58,7 +58,9 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
 
   /** The agent as the API shows it, read after a write. */
   const agentJson = async (id: string): Promise<RawJson> => {
-    const row = await db.selectFrom('agents as a').select(agentJsonSql('a').as('json')).where('a.id', '=', id).executeTakeFirstOrThrow();
+    const row = await db.selectFrom('agents as a').select(agentJsonSql('a').as('json')).where('a.id', '=', id).executeTakeFirst();
+    // Gone meanwhile (its broker removed it after a concurrent delete).
+    if (!row) throw new GraftError('not_found', 'agent not found');
     return new RawJson(row.json);
   };
 
@@ -92,9 +94,10 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           };
         });
         ctx.log.info('agent.action', { agentId: params.id, action });
+        const body = await agentJson(params.id);
         // Restart is a start of a new generation that does not resume.
         void ctx.dispatcher.push(params.id, action === 'restart' ? 'start' : action);
-        return { status: 200, body: await agentJson(params.id) };
+        return { status: 200, body };
       },
     });
 
@@ -252,8 +255,10 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           ctx.log.info('agent.deleted', { agentId: params.id });
           return { status: 204 };
         }
+        // Read before the command goes out: a quick broker may remove the row before a later read.
+        const body = await agentJson(params.id);
         void ctx.dispatcher.push(params.id, 'delete');
-        return { status: 202, body: await agentJson(params.id) };
+        return { status: 202, body };
       },
     }),
     route({
