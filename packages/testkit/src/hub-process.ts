@@ -80,7 +80,7 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
     raw += c.toString('utf8');
   });
   const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
-  const port = await new Promise<number>((ok, fail) => {
+  const listening = new Promise<number>((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`hub did not start within ${options.timeoutMs ?? 20000} ms:\n${raw}`)), options.timeoutMs ?? 20000);
     const poll = setInterval(() => {
       const l = logs.find((x) => x.event === 'hub.listening');
@@ -96,6 +96,15 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
       fail(new Error(`hub exited with ${code} before listening:\n${raw}`));
     });
   });
+  let port: number;
+  try {
+    port = await listening;
+  } catch (err) {
+    // A hub that failed to start leaves nothing behind.
+    child.kill('SIGKILL');
+    rmSync(dataDir, { recursive: true, force: true });
+    throw err;
+  }
   return {
     url: `http://127.0.0.1:${port}`,
     port,
