@@ -4,7 +4,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensurePnpm, installAndBuild, run, step } from './lib/workspace.mjs';
+import { ensurePnpm, installAndBuild, ROOT, run, step } from './lib/workspace.mjs';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Usage: npm test [-- <vitest filters>]
@@ -32,9 +32,12 @@ try {
   step('tests (vitest)');
   const out = mkdtempSync(join(tmpdir(), 'graft-vitest-'));
   const report = join(out, 'report.json');
+  const outcomeFile = join(out, 'outcome.json');
   let failed;
   try {
-    run(pnpm, ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extra]);
+    run(pnpm, ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, `--reporter=${join(ROOT, 'scripts/lib/run-outcome-reporter.mjs')}`, ...extra], {
+      env: { ...process.env, GRAFT_RUN_OUTCOME_FILE: outcomeFile },
+    });
   } catch (err) {
     failed = err;
   }
@@ -46,6 +49,12 @@ try {
       failed ??= Object.assign(new Error('skipped tests on CI'), { exitCode: 1 });
     }
     process.stdout.write(`\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    // An unhandled error can hide a broken test (or come from one), so it fails the run like a failed test.
+    const outcome = JSON.parse(readFileSync(outcomeFile, 'utf8'));
+    if (outcome.unhandledErrors > 0) {
+      process.stderr.write(`npm test: ${outcome.unhandledErrors} unhandled error(s) during the run: ${outcome.messages.join('; ')}\n`);
+      failed ??= Object.assign(new Error('unhandled errors during the test run'), { exitCode: 1 });
+    }
   } catch {
     // no report: vitest failed before running; its own output says why
   } finally {
