@@ -2,10 +2,9 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
 import type { Activity, Agent } from '@graft/protocol';
-import { apiRequest, type HubFixture, startHubFixture } from '@graft/testkit';
+import { apiRequest, type HubFixture, startHubFixture, eventually, msSince } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { findAgentProcesses, processCounts } from './support/agent-processes.js';
-import { eventually, msSince } from './support/eventually.js';
 import { localAgents, type TestBroker, TestBrokers } from './support/test-brokers.js';
 
 // A broker killed with SIGKILL (while its agents run, or while it starts some) and started again on

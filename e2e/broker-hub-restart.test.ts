@@ -2,10 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { GraftClient } from '@graft/client';
 import type { Agent } from '@graft/protocol';
-import { createFreshDatabase, type FreshDatabase, type HubProcess, startHubProcess } from '@graft/testkit';
+import { createFreshDatabase, type FreshDatabase, type HubProcess, startHubProcess, eventually, msSince } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { processCounts } from './support/agent-processes.js';
-import { eventually, msSince } from './support/eventually.js';
 import { localAgents, type TestBroker, TestBrokers } from './support/test-brokers.js';
 
 // The hub killed while agent creates are in flight, and a new hub process started on the same

@@ -1,9 +1,8 @@
 import { GraftClient } from '@graft/client';
 import { type Agent, signRequest, TUNNEL_PATH } from '@graft/protocol';
-import { apiRequest, expectApiError, type HubFixture, SimBroker, startHubFixture } from '@graft/testkit';
+import { apiRequest, expectApiError, type HubFixture, SimBroker, startHubFixture, eventually, msSince } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { findAgentProcesses, processCounts } from './support/agent-processes.js';
-import { eventually, msSince } from './support/eventually.js';
 import { localAgents, type TestBroker, TestBrokers } from './support/test-brokers.js';
 
 // A hub and two broker daemons as separate processes; agents are real shell commands.

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
 import { createLogger } from '@graft/log';
 import type { Agent } from '@graft/protocol';
-import { type HubFixture, registerAndJoinBroker, startHubFixture, writeTestBrokerCredentials } from '@graft/testkit';
+import { type HubFixture, registerAndJoinBroker, startHubFixture, writeTestBrokerCredentials, waitUntil } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { type RunningBroker, startBroker } from './broker.js';
 import { loadBrokerConfig } from './config.js';
@@ -15,18 +15,9 @@ let broker: RunningBroker;
 let dataDir: string;
 let projectId: string;
 
-async function eventually<T>(probe: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 const phaseOf = async (id: string) => (await admin.getAgent(id)).phase;
 const until = (id: string, test: (a: Agent) => boolean) =>
-  eventually(async () => {
+  waitUntil(async () => {
     const a = await admin.getAgent(id);
     return test(a) ? a : undefined;
   });
@@ -43,7 +34,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   for (const a of (await admin.listAgents({ projectId })).items) await admin.deleteAgent(a.id).catch(() => {});
-  await eventually(async () => (await admin.listAgents({ projectId })).items.length === 0).catch(() => {});
+  await waitUntil(async () => (await admin.listAgents({ projectId })).items.length === 0).catch(() => {});
   await broker?.stop();
   rmSync(dataDir, { recursive: true, force: true });
   await fx?.stop();

@@ -3,7 +3,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
-import { type HubFixture, registerAndJoinBroker, startHubFixture, writeTestBrokerCredentials } from '@graft/testkit';
+import { type HubFixture, registerAndJoinBroker, startHubFixture, writeTestBrokerCredentials, waitUntil } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { CLI_MAIN, runCli, tempConfigDir } from './test-support/run-cli.js';
 
@@ -13,15 +13,6 @@ let adminEnv: Record<string, string>;
 const dirs: string[] = [];
 const graft = (...args: string[]) => runCli(args, adminEnv);
 
-async function eventually<T>(probe: () => Promise<T | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 /** `graft broker start` as a long-running child; resolves with its exit code and output when it ends. */
 function startDaemon(args: string[]): { child: ChildProcess; ended: Promise<{ code: number | null; stdout: string; stderr: string }> } {
@@ -92,30 +83,30 @@ describe('graft broker start', () => {
     const joined = await registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: 'daemon-1', autoProvide: true });
     writeTestBrokerCredentials(dataDir, joined);
     const first = startDaemon(['--data-dir', dataDir, '--port', '0', '--max-agents', '3']);
-    await eventually(async () => (await admin.getBroker(joined.brokerId)).status === 'online');
+    await waitUntil(async () => (await admin.getBroker(joined.brokerId)).status === 'online');
     expect((await admin.getBroker(joined.brokerId)).capacity.maxAgents).toBe(3);
 
     const project = (await admin.registerProject({ name: 'daemon' })).project;
     await admin.createTemplate({ name: 'sleeper', projectId: project.id, harness: 'command', command: ['sleep', '60'] });
     const agent = await admin.createAgent({ projectId: project.id, name: 'a1', template: 'sleeper' });
     expect(agent.brokerId).toBe(joined.brokerId);
-    await eventually(async () => (await admin.getAgent(agent.id)).phase === 'running');
+    await waitUntil(async () => (await admin.getAgent(agent.id)).phase === 'running');
 
     const drained = await graft('broker', 'drain', joined.brokerId);
     expect(drained.stdout).toBe(`Broker daemon-1 (${joined.brokerId}) is draining; 1 agent(s) keep running there.\n`);
     const waiting = await admin.createAgent({ projectId: project.id, name: 'a2', template: 'sleeper' });
     expect(waiting.pendingReason).toBe('draining');
     expect((await graft('broker', 'undrain', joined.brokerId)).stdout).toMatch(/is online\.$/m);
-    await eventually(async () => (await admin.getAgent(waiting.id)).phase === 'running');
+    await waitUntil(async () => (await admin.getAgent(waiting.id)).phase === 'running');
 
     first.child.kill('SIGTERM');
     const stopped = await first.ended;
     expect(stopped.code).toBe(0);
-    await eventually(async () => (await admin.getBroker(joined.brokerId)).status === 'offline');
+    await waitUntil(async () => (await admin.getBroker(joined.brokerId)).status === 'offline');
     // The agents outlived the daemon; a new start adopts them and the hub sees them running again.
     const second = startDaemon(['--data-dir', dataDir, '--port', '0']);
-    await eventually(async () => (await admin.getBroker(joined.brokerId)).status === 'online');
-    await eventually(async () => (await admin.getAgent(agent.id)).activity === 'idle');
+    await waitUntil(async () => (await admin.getBroker(joined.brokerId)).status === 'online');
+    await waitUntil(async () => (await admin.getAgent(agent.id)).activity === 'idle');
 
     const rotated = await graft('broker', 'rotate-secret', joined.brokerId);
     expect(rotated.stdout).toMatch(/^New secret for broker .*\n\n {2}[A-Za-z0-9_-]{43}\n/);

@@ -3,6 +3,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { JoinedBroker } from './broker-registration.js';
+import { collectProcessLogs } from './process-logs.js';
 
 /** The broker entry point in the built workspace. */
 export const BROKER_MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/broker/dist/main.js');
@@ -56,65 +57,21 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     ...options.env,
   };
   const child: ChildProcess = spawn(process.execPath, [BROKER_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Array<Record<string, unknown>> = [];
-  const waiters: Array<{ test: (l: Record<string, unknown>) => boolean; resolve: (l: Record<string, unknown>) => void }> = [];
-  let raw = '';
-  let buffered = '';
-  child.stdout?.on('data', (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    raw += text;
-    buffered += text;
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      nl = buffered.indexOf('\n');
-      if (!line.startsWith('{')) continue;
-      try {
-        const parsed = JSON.parse(line) as Record<string, unknown>;
-        logs.push(parsed);
-        for (let i = waiters.length - 1; i >= 0; i--) {
-          const w = waiters[i];
-          if (w?.test(parsed)) {
-            waiters.splice(i, 1);
-            w.resolve(parsed);
-          }
-        }
-      } catch {
-        // not a log line
-      }
-    }
-  });
-  child.stderr?.on('data', (c: Buffer) => {
-    raw += c.toString('utf8');
-  });
+  const collected = collectProcessLogs(child, 'broker');
   const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
-  const waitForLog = (test: (l: Record<string, unknown>) => boolean, timeoutMs = 15_000) => {
-    const found = logs.find(test);
-    if (found) return Promise.resolve(found);
-    return new Promise<Record<string, unknown>>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`broker log line not seen within ${timeoutMs} ms:\n${raw.slice(-4000)}`)), timeoutMs);
-      waiters.push({
-        test,
-        resolve: (l) => {
-          clearTimeout(timer);
-          resolve(l);
-        },
-      });
-    });
-  };
+  const waitForLog = collected.waitFor;
   const listening = await Promise.race([
     waitForLog((l) => l.event === 'broker.listening', options.timeoutMs ?? 15_000),
     // Resolves (never rejects) so that an exit after a successful start is not an unhandled rejection.
     exited.then((code) => ({ exitedEarly: code })),
   ]);
-  if ('exitedEarly' in listening) throw new Error(`broker exited with ${String(listening.exitedEarly)} before listening:\n${raw}`);
+  if ('exitedEarly' in listening) throw new Error(`broker exited with ${String(listening.exitedEarly)} before listening:\n${collected.output()}`);
   return {
     url: String(listening.url),
     pid: child.pid ?? -1,
     dataDir: options.dataDir,
-    logs,
-    output: () => raw,
+    logs: collected.lines,
+    output: collected.output,
     waitForLog,
     stop: async (signal = 'SIGTERM', timeoutMs = 10_000) => {
       if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;

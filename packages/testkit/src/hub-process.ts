@@ -4,6 +4,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { collectProcessLogs } from './process-logs.js';
 
 /** The hub entry point in the built workspace. */
 export const HUB_MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../../apps/hub/dist/main.js');
@@ -54,34 +55,11 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
     ...options.env,
   };
   const child: ChildProcess = spawn(process.execPath, [HUB_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
-  const logs: Array<Record<string, unknown>> = [];
-  let raw = '';
-  let buffered = '';
-  const onData = (chunk: Buffer) => {
-    const text = chunk.toString('utf8');
-    raw += text;
-    buffered += text;
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
-      const line = buffered.slice(0, nl);
-      buffered = buffered.slice(nl + 1);
-      if (line.startsWith('{')) {
-        try {
-          logs.push(JSON.parse(line) as Record<string, unknown>);
-        } catch {
-          // not a log line
-        }
-      }
-      nl = buffered.indexOf('\n');
-    }
-  };
-  child.stdout?.on('data', onData);
-  child.stderr?.on('data', (c: Buffer) => {
-    raw += c.toString('utf8');
-  });
+  const collected = collectProcessLogs(child, 'hub');
+  const logs = collected.lines;
   const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
   const listening = new Promise<number>((ok, fail) => {
-    const timer = setTimeout(() => fail(new Error(`hub did not start within ${options.timeoutMs ?? 20000} ms:\n${raw}`)), options.timeoutMs ?? 20000);
+    const timer = setTimeout(() => fail(new Error(`hub did not start within ${options.timeoutMs ?? 20000} ms:\n${collected.output()}`)), options.timeoutMs ?? 20000);
     const poll = setInterval(() => {
       const l = logs.find((x) => x.event === 'hub.listening');
       if (l) {
@@ -93,7 +71,7 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
     void exited.then((code) => {
       clearInterval(poll);
       clearTimeout(timer);
-      fail(new Error(`hub exited with ${code} before listening:\n${raw}`));
+      fail(new Error(`hub exited with ${code} before listening:\n${collected.output()}`));
     });
   });
   let port: number;
@@ -112,7 +90,7 @@ export async function startHubProcess(options: HubProcessOptions): Promise<HubPr
     adminToken,
     dataDir,
     logs,
-    output: () => raw,
+    output: collected.output,
     stop: async (signal = 'SIGTERM', timeoutMs = 10_000) => {
       if (child.exitCode === null && child.signalCode === null) {
         child.kill(signal);

@@ -7,3 +7,5 @@ export * from './api-probe.js';
 export * from './sim-broker.js';
 export * from './broker-registration.js';
 export * from './broker-process.js';
+export * from './eventually.js';
+export * from './process-logs.js';

@@ -1,6 +1,6 @@
 import { GraftClient } from '@graft/client';
 import { type Agent, signRequest, TUNNEL_PATH, TunnelCloseCode } from '@graft/protocol';
-import { apiRequest, type HubFixture, type JoinedBroker, registerAndJoinBroker, SimBroker, startHubFixture } from '@graft/testkit';
+import { apiRequest, type HubFixture, type JoinedBroker, registerAndJoinBroker, SimBroker, startHubFixture, waitUntil } from '@graft/testkit';
 import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 
 /** Short heartbeats, so liveness is tested in seconds (the default is 5 s). */
@@ -14,15 +14,6 @@ let seq = 0;
 
 const uniq = (p: string) => `${p}-${++seq}`;
 
-async function eventually<T>(probe: () => Promise<T | undefined | false>, timeoutMs = 8_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await probe();
-    if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 async function joined(body: { autoProvide?: boolean; projectIds?: string[]; labels?: Record<string, string> } = { autoProvide: true }, maxAgents = 100): Promise<JoinedBroker> {
   return registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: uniq('b'), ...body }, { maxAgents });
@@ -42,7 +33,7 @@ async function template(spec: Record<string, unknown> = {}): Promise<string> {
 }
 
 const agentIs = (id: string, test: (a: Agent) => boolean) =>
-  eventually(async () => {
+  waitUntil(async () => {
     const a = await admin.getAgent(id);
     return test(a) ? a : undefined;
   });
@@ -193,7 +184,7 @@ describe('placement and dispatch', () => {
     ]);
     const del = await apiRequest(fx.hub.url, fx.hub.adminToken, 'DELETE', `/api/v1/agents/${a.id}`);
     expect(del.status).toBe(202);
-    await eventually(async () => (await apiRequest(fx.hub.url, fx.hub.adminToken, 'GET', `/api/v1/agents/${a.id}`)).status === 404);
+    await waitUntil(async () => (await apiRequest(fx.hub.url, fx.hub.adminToken, 'GET', `/api/v1/agents/${a.id}`)).status === 404);
     expect(sim.commands.at(-1)).toMatchObject({ command: 'delete', agent: { desiredState: 'deleted', generation: 5 } });
   });
 
@@ -300,7 +291,7 @@ describe('liveness and reconnection', () => {
     sim.silence();
     await sim.waitFor(() => sim.closes.length > 0, 10_000);
     expect(sim.closes).toEqual([TunnelCloseCode.heartbeatTimeout]);
-    await eventually(async () => (await admin.getBroker(b.brokerId)).status === 'offline');
+    await waitUntil(async () => (await admin.getBroker(b.brokerId)).status === 'offline');
   });
 
   it('deleting a broker closes its tunnel with 4001 and moves its agents wanted running to another broker', async () => {
