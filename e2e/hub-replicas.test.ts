@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { GraftClient } from '@graft/client';
 import { migrations } from '@graft/db';
-import { createFreshDatabase, type FreshDatabase, type HubProcess, startHubProcess } from '@graft/testkit';
+import { createFreshDatabase, type FreshDatabase, type HubProcess, registerAndJoinBroker, SimBroker, startHubProcess, waitUntil } from '@graft/testkit';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 
@@ -72,4 +72,27 @@ describe('hub replicas on one database', () => {
     const p = await survivor.registerProject({ name: 'after-kill' });
     expect(p.created).toBe(true);
   });
+
+  it("deliver a command created on a replica that does not hold the broker's tunnel, through the one that does", async () => {
+    // hubs[0] was killed above.
+    const [, a, b] = hubs;
+    if (!a || !b) throw new Error('two live hubs expected');
+    const joined = await registerAndJoinBroker(a.url, adminToken, { name: 'replicated', autoProvide: true });
+    const sim = new SimBroker({ hubUrl: a.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    try {
+      expect((await sim.connect()).ok).toBe(true);
+      const onB = new GraftClient({ baseUrl: b.url, token: adminToken });
+      const project = (await onB.registerProject({ name: 'replicated' })).project;
+      await onB.createTemplate({ name: 't', projectId: project.id, harness: 'command', command: ['true'] });
+      // Replica b places the agent on the broker (the database says it is connected) but cannot reach its tunnel.
+      const agent = await onB.createAgent({ projectId: project.id, name: 'a', template: 't' });
+      expect(agent.brokerId).toBe(joined.brokerId);
+      expect(b.logs.some((l) => l.event === 'dispatch.deferred' && l.agentId === agent.id)).toBe(true);
+      // Replica a, which holds the tunnel, sends the unconfirmed generation (after 5 s, on its 10 s sweep).
+      await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === agent.id && c.command === 'create'), 20_000);
+      await waitUntil(async () => (await onB.getAgent(agent.id)).phase === 'running', 5_000);
+    } finally {
+      await sim.close();
+    }
+  }, 30_000);
 });

@@ -26,8 +26,10 @@ import { type Placement, runtimeFor } from './placement.js';
 const SLOT_FREEING: ReadonlySet<Phase> = new Set(['stopped', 'error', 'suspended']);
 /** Agents looked at per placement pass; a pass that fills its batch runs again. */
 const PLACEMENT_BATCH = 200;
-/** Level-triggered safety net: unplaced agents are retried this often even without an event. */
+/** Level-triggered safety net: unplaced agents are retried, and unconfirmed commands resent, this often even without an event. */
 const PLACEMENT_RETRY_MS = 10_000;
+/** A generation no broker confirmed for this long is sent again. */
+const REDELIVER_AFTER_MS = 5_000;
 
 /** Port: how the dispatcher reaches a broker's tunnel (owned here; the tunnel server implements it). */
 export interface TunnelRouter {
@@ -35,6 +37,8 @@ export interface TunnelRouter {
   request(brokerId: string, command: CommandName, agent: DesiredAgent, message?: string): Promise<ResultMessage | null>;
   /** Closes the broker's tunnel, if this hub holds it (the broker was deleted). */
   revoke(brokerId: string): void;
+  /** Brokers whose tunnel this hub holds. */
+  localBrokerIds(): string[];
 }
 
 /** What the dispatcher needs; wired in server.ts. */
@@ -93,7 +97,12 @@ export class Dispatcher {
     // 20 sweeps per interval: an agent shows offline at most a quarter second (at the 5 s default) after its broker's third missed heartbeat.
     const sweepMs = Math.max(50, Math.floor(this.deps.heartbeatIntervalMs / 20));
     this.timers.push(setInterval(() => this.sweepLiveness().catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { err })), sweepMs));
-    this.timers.push(setInterval(() => this.schedulePlacement(), PLACEMENT_RETRY_MS));
+    this.timers.push(
+      setInterval(() => {
+        this.schedulePlacement();
+        this.redeliver().catch((err: unknown) => this.deps.log.error('dispatch.redeliver_failed', { err }));
+      }, PLACEMENT_RETRY_MS),
+    );
     for (const t of this.timers) t.unref();
   }
 
@@ -159,6 +168,36 @@ export class Dispatcher {
       return;
     }
     if (!result.ok && result.error) await this.refused(brokerId, desired, result.error.code, result.error.message);
+    // The answer says what the broker holds after acting: it records that this generation arrived, even when no phase changed.
+    else if (result.ok && result.agent) await this.statusReported(brokerId, result.agent);
+  }
+
+  /**
+   * Level-triggered safety net for the tunnels this hub holds: an agent whose current generation no
+   * broker has confirmed for a while (a command created on another hub replica, or one lost without
+   * the tunnel dropping) gets its desired state sent again. Commands are idempotent, so a late
+   * duplicate costs nothing.
+   */
+  async redeliver(): Promise<void> {
+    const local = this.router?.localBrokerIds() ?? [];
+    if (local.length === 0) return;
+    const stale = await this.deps.db
+      .selectFrom('agents')
+      .select('id')
+      .where('broker_id', 'in', local)
+      .whereRef('observed_generation', '<', 'generation')
+      .where('updated_at', '<', new Date(Date.now() - REDELIVER_AFTER_MS))
+      .limit(PLACEMENT_BATCH)
+      .execute();
+    if (stale.length === 0) return;
+    for (const row of await this.desired({ agentIds: stale.map((r) => r.id) })) {
+      if (row.brokerId === null) continue;
+      const d = row.desired;
+      const command: CommandName =
+        d.desiredState === 'deleted' ? 'delete' : d.desiredState === 'stopped' ? 'stop' : d.desiredState === 'suspended' ? 'suspend' : d.observedGeneration === 0 ? 'create' : 'start';
+      this.deps.log.info('dispatch.redeliver', { agentId: d.agentId, brokerId: row.brokerId, command, generation: d.generation });
+      await this.send(row.brokerId, command, d);
+    }
   }
 
   /** A broker refused a command: a placement it cannot honour goes back to waiting. */

@@ -57,6 +57,10 @@ export class TunnelServer implements TunnelRouter {
     return session.request(command, agent, message);
   }
 
+  localBrokerIds(): string[] {
+    return [...this.sessions.keys()];
+  }
+
   revoke(brokerId: string): void {
     this.sessions.get(brokerId)?.close(TunnelCloseCode.revoked, 'broker deleted');
   }
