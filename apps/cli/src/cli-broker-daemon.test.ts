@@ -1,11 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
 import { type HubFixture, registerAndJoinBroker, startHubFixture, writeTestBrokerCredentials, waitUntil } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLI_MAIN, runCli, tempConfigDir } from './test-support/run-cli.js';
+import { CLI_MAIN, runCli, tempConfigDir, tempDir } from './test-support/run-cli.js';
 
 let fx: HubFixture;
 let admin: GraftClient;
@@ -67,7 +67,7 @@ afterAll(async () => {
 
 describe('graft broker start', () => {
   it('without credentials says to join first (exit 1); a bad flag is a usage error (exit 2)', async () => {
-    const empty = mkdtempSync(join(tmpdir(), 'graft-daemon-'));
+    const empty = tempDir('graft-daemon-');
     dirs.push(empty);
     const missing = await graft('broker', 'start', '--data-dir', empty, '--port', '0');
     expect(missing.code).toBe(1);
@@ -78,7 +78,7 @@ describe('graft broker start', () => {
   });
 
   it('runs the daemon from the credentials: online, runs agents, drain/undrain, stops on SIGTERM, exits when deleted', async () => {
-    const dataDir = mkdtempSync(join(tmpdir(), 'graft-daemon-'));
+    const dataDir = tempDir('graft-daemon-');
     dirs.push(dataDir);
     const joined = await registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: 'daemon-1', autoProvide: true });
     writeTestBrokerCredentials(dataDir, joined);

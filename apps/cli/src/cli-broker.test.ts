@@ -1,5 +1,5 @@
-import { mkdirSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, hostname, tmpdir } from 'node:os';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { availableParallelism, hostname, } from 'node:os';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
 import type { Broker, Page, RegisterBrokerResponse } from '@graft/protocol';
@@ -7,7 +7,7 @@ import { type HubFixture, startHubFixture } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { BrokerCredentials } from './broker-credentials.js';
 import { splitCommand } from './parse/split-command.js';
-import { ERROR_LINE, jsonOf, runCli, tempConfigDir } from './test-support/run-cli.js';
+import { ERROR_LINE, jsonOf, runCli, tempConfigDir, tempDir } from './test-support/run-cli.js';
 
 let fx: HubFixture;
 /** Logged in as the platform admin. */
@@ -33,7 +33,7 @@ function printedJoinArgs(stdout: string): string[] {
   return args;
 }
 
-const tempDataDir = () => join(mkdtempSync(join(tmpdir(), 'graft-broker-test-')), 'data');
+const tempDataDir = () => join(tempDir('graft-broker-test-'), 'data');
 
 function tableOf(stdout: string): { header: string[]; rows: string[][] } {
   const [head = '', ...rest] = stdout.trimEnd().split('\n');

@@ -1,11 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { createFreshDatabase, type FreshDatabase } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { CLI_MAIN, jsonOf, runCli, tempConfigDir } from './test-support/run-cli.js';
+import { CLI_MAIN, jsonOf, runCli, tempConfigDir, tempDir } from './test-support/run-cli.js';
 
 let db: FreshDatabase;
 const children: ChildProcess[] = [];
@@ -22,7 +19,7 @@ afterAll(async () => {
 
 const hubEnv = (extra: Record<string, string> = {}, database: FreshDatabase = db): Record<string, string> => ({
   GRAFT_CONFIG_DIR: tempConfigDir(),
-  GRAFT_DATA_DIR: mkdtempSync(join(tmpdir(), 'graft-cli-hub-')),
+  GRAFT_DATA_DIR: tempDir('graft-cli-hub-'),
   DATABASE_URL: database.url,
   GRAFT_MASTER_KEY: randomBytes(32).toString('hex'),
   ...extra,

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { afterAll } from 'vitest';
 
 /** The built CLI, as `pnpm graft` runs it. */
 export const CLI_MAIN = join(dirname(fileURLToPath(import.meta.url)), '../../dist/main.js');
@@ -14,9 +15,23 @@ export interface CliRun {
   stderr: string;
 }
 
+const tempDirs: string[] = [];
+// Registered while the importing test file is collected (vitest isolates each file's modules), so
+// it runs once that file's tests are done: whatever they made is removed.
+afterAll(() => {
+  for (const d of tempDirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+/** A fresh, empty temp directory, removed when the test process ends. */
+export function tempDir(prefix = 'graft-cli-test-'): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  tempDirs.push(dir);
+  return dir;
+}
+
 /** A fresh, empty config directory (what GRAFT_CONFIG_DIR points at). */
 export function tempConfigDir(): string {
-  return mkdtempSync(join(tmpdir(), 'graft-cli-test-'));
+  return tempDir('graft-cli-test-');
 }
 
 /**
