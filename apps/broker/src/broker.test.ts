@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { GraftClient } from '@graft/client';
 import { createLogger } from '@graft/log';
 import type { Agent } from '@graft/protocol';
@@ -29,7 +30,9 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'graft-broker-inproc-'));
   writeTestBrokerCredentials(dataDir, await registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: 'inproc', autoProvide: true }));
   const config = loadBrokerConfig({ GRAFT_BROKER_DATA_DIR: dataDir, GRAFT_BROKER_PORT: '0', GRAFT_BROKER_STOP_GRACE_MS: '2500', GRAFT_LOG_LEVEL: 'error' });
-  broker = await startBroker(config, { PATH: '/usr/bin:/bin' }, createLogger({ level: 'error', sink: () => {} }));
+  // The built agent tool, as main.ts would find it (npm test builds before it tests).
+  const agentMain = fileURLToPath(new URL('../../../packages/agent/dist/main.js', import.meta.url));
+  broker = await startBroker(config, { PATH: '/usr/bin:/bin' }, createLogger({ level: 'error', sink: () => {} }), { agentMain, nodePath: process.execPath });
 }, 60_000);
 
 afterAll(async () => {
@@ -62,5 +65,13 @@ describe('broker daemon over a real tunnel', () => {
     const hub = (await admin.listAgents({ projectId })).items;
     expect(local.items.map((a) => [a.agentId, a.phase]).sort()).toEqual(hub.map((a) => [a.id, a.phase]).sort());
     expect(health.load.runningAgents).toBe(hub.filter((a) => a.phase === 'running').length);
+  });
+
+  it('agents find graft-agent on their PATH, with what it needs to report to the hub', async () => {
+    await admin.createTemplate({ name: 'reporter', projectId, harness: 'command', command: ['sh', '-c', 'graft-agent status thinking "reading the code" && sleep 30'] });
+    const a = await admin.createAgent({ projectId, name: 'reporter', template: 'reporter' });
+    const seen = await until(a.id, (x) => x.activity === 'thinking');
+    expect(seen).toMatchObject({ phase: 'running', detail: 'reading the code' });
+    expect(seen.lastSeenAt).not.toBeNull();
   });
 });

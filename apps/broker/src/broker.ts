@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from '@graft/log';
 import { AgentRecords } from './agent-records.js';
 import { AgentSupervisor } from './agent-supervisor.js';
+import { withBinOnPath, writeAgentToolShim } from './agent-tool-shim.js';
 import { registerAndJoin } from './bootstrap.js';
 import { createBrokerMetrics } from './broker-metrics.js';
 import type { BrokerConfig } from './config.js';
@@ -27,8 +28,16 @@ export interface RunningBroker {
 /** Process environment the agents inherit (PATH, HOME, ...), passed in by main.ts. */
 export type BaseEnv = Record<string, string>;
 
+/** Files main.ts resolves for the broker to hand to agents. */
+export interface BrokerTools {
+  /** The built `graft-agent` entry point (`@graft/agent/main`); without it agents get no `graft-agent`. */
+  agentMain?: string | undefined;
+  /** The node binary that runs it (default: the broker's own). */
+  nodePath?: string | undefined;
+}
+
 /** Starts the broker: credentials (or first-start registration), runtimes, records, local API, tunnel. */
-export async function startBroker(config: BrokerConfig, baseEnv: BaseEnv, log: Logger): Promise<RunningBroker> {
+export async function startBroker(config: BrokerConfig, baseEnv: BaseEnv, log: Logger, tools: BrokerTools = {}): Promise<RunningBroker> {
   let credentials: BrokerCredentials;
   try {
     credentials = readBrokerCredentials(config.dataDir);
@@ -36,9 +45,16 @@ export async function startBroker(config: BrokerConfig, baseEnv: BaseEnv, log: L
     if (!(err instanceof CredentialsError && err.code === 'credentials_missing' && config.bootstrap)) throw err;
     credentials = await registerAndJoin(config, config.bootstrap, BROKER_VERSION, log);
   }
+  let agentEnv = baseEnv;
+  if (tools.agentMain !== undefined) {
+    const binDir = join(config.dataDir, 'bin');
+    const shim = await writeAgentToolShim(binDir, tools.nodePath ?? process.execPath, tools.agentMain);
+    agentEnv = withBinOnPath(baseEnv, binDir);
+    log.info('broker.agent_tool_ready', { shim, agentMain: tools.agentMain });
+  }
   const runtimes = new Map<string, AgentRuntime>();
   for (const name of config.agents.runtimes) {
-    if (name === 'process') runtimes.set(name, new ProcessRuntime({ rootDir: join(config.dataDir, 'agents'), baseEnv, log: log.child({ component: 'process-runtime' }) }));
+    if (name === 'process') runtimes.set(name, new ProcessRuntime({ rootDir: join(config.dataDir, 'agents'), baseEnv: agentEnv, log: log.child({ component: 'process-runtime' }) }));
   }
   const records = new AgentRecords(config.dataDir);
   const metrics = createBrokerMetrics(() => {

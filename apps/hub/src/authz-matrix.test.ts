@@ -72,6 +72,7 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/api/v1/agents/{A}/restart', inP: true },
   { method: 'DELETE', path: '/api/v1/agents/{A}', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/status', body: { detail: 'matrix' }, inP: true, agentOnly: true },
+  { method: 'POST', path: '/api/v1/agents/{A}/heartbeat', inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token/refresh', inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/brokers/register', body: { name: 'matrix-broker' } },
@@ -86,7 +87,7 @@ const ROUTES: Route[] = [
 ];
 
 /** What agent A's own token may do; everything else is 403 for it. */
-const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/token/refresh']);
+const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/heartbeat', 'POST /api/v1/agents/{A}/token/refresh']);
 
 const denied = (who: Who, r: Route, status: number, code: ErrorCode): Case => ({ who, method: r.method, path: r.path, body: r.body, status, code });
 
@@ -274,10 +275,13 @@ const specific: Case[] = [
   ok('platform', 'POST', '/api/v1/agents/{A}/token', 201),
   no('pAdmin', 'POST', '/api/v1/agents/{A}/status', 403, 'forbidden', { detail: 'from a user' }),
   no('pAdmin', 'POST', '/api/v1/agents/{A}/token/refresh', 403, 'forbidden'),
+  no('pAdmin', 'POST', '/api/v1/agents/{A}/heartbeat', 403, 'forbidden'),
 
   // Agent tokens touch only their own agent.
   ok('agent', 'POST', '/api/v1/agents/{A}/status', 200, { detail: 'working on it' }),
   ok('agent', 'POST', '/api/v1/agents/{A}/token/refresh', 201),
+  ok('agent', 'POST', '/api/v1/agents/{A}/heartbeat', 200),
+  no('agent', 'POST', '/api/v1/agents/{B}/heartbeat', 403, 'forbidden'),
   no('agent', 'GET', '/api/v1/agents/{B}', 403, 'forbidden'),
   no('agent', 'POST', '/api/v1/agents/{B}/status', 403, 'forbidden', { detail: 'impersonating' }),
   no('agent', 'POST', '/api/v1/agents/{B}/token/refresh', 403, 'forbidden'),

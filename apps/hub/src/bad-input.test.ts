@@ -326,6 +326,7 @@ describe('bad ids, paths, queries and credentials', () => {
       { method: 'POST', path: (id) => `/api/v1/agents/${id}/token`, token: aliceToken },
       { method: 'POST', path: (id) => `/api/v1/agents/${id}/status`, token: agentToken, body: json({ phase: 'provisioning' }) },
       { method: 'POST', path: (id) => `/api/v1/agents/${id}/token/refresh`, token: agentToken },
+      { method: 'POST', path: (id) => `/api/v1/agents/${id}/heartbeat`, token: agentToken },
       { method: 'GET', path: (id) => `/api/v1/templates/${id}`, token: aliceToken },
       { method: 'GET', path: (id) => `/api/v1/templates/${id}/versions/1`, token: aliceToken },
       { method: 'POST', path: (id) => `/api/v1/templates/${id}/versions`, token: aliceToken, body: json({ harness: 'command' }) },

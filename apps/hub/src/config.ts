@@ -50,6 +50,10 @@ const HubEnv = z.object({
   GRAFT_BROKER_SECRET_GRACE_SECS: z.coerce.number().int().min(0).max(7 * 86400).default(3600),
   /** Heartbeat interval the hub asks brokers for, in ms; a broker missing 3 is offline. */
   GRAFT_BROKER_HEARTBEAT_MS: z.coerce.number().int().min(100).max(60_000).default(5_000),
+  /** An agent that has reported before but sent nothing (status or heartbeat) for this long gets activity `offline`, in seconds. */
+  GRAFT_AGENT_OFFLINE_AFTER_SECS: z.coerce.number().min(1).max(86_400).default(120),
+  /** A working, thinking or executing agent whose activity has not changed for this long gets activity `stalled`, in seconds. */
+  GRAFT_AGENT_STALLED_AFTER_SECS: z.coerce.number().min(1).max(7 * 86_400).default(300),
   /** How long the hub waits for a broker to answer a command, in ms (reconciliation repairs what times out). */
   GRAFT_BROKER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 
@@ -70,6 +74,7 @@ export interface HubConfig {
     agentTokenTtlSecs: number;
   };
   brokers: { joinTtlSecs: number; secretGraceSecs: number; heartbeatIntervalMs: number; requestTimeoutMs: number };
+  liveness: { agentOfflineAfterMs: number; agentStalledAfterMs: number };
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
 
@@ -105,6 +110,7 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
       heartbeatIntervalMs: e.GRAFT_BROKER_HEARTBEAT_MS,
       requestTimeoutMs: e.GRAFT_BROKER_REQUEST_TIMEOUT_MS,
     },
+    liveness: { agentOfflineAfterMs: e.GRAFT_AGENT_OFFLINE_AFTER_SECS * 1000, agentStalledAfterMs: e.GRAFT_AGENT_STALLED_AFTER_SECS * 1000 },
     log: { level: e.GRAFT_LOG_LEVEL },
   };
 }

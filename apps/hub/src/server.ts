@@ -13,6 +13,7 @@ import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
+import { AgentLiveness } from './dispatch/agent-liveness.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { Placement } from './dispatch/placement.js';
 import { AgentStateWriter } from './domain/agent-writer.js';
@@ -115,7 +116,6 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       jwt,
       agentTokenTtlSecs: config.security.agentTokenTtlSecs,
       hubUrl: () => hubUrl,
-      heartbeatIntervalMs,
       log: log.child({ component: 'dispatch' }),
     });
     const ctx: HubContext = {
@@ -168,6 +168,14 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     hubUrl = url;
     tunnels.attach(server);
     dispatcher.start(tunnels);
+    const liveness = new AgentLiveness({
+      db,
+      writer: agentWriter,
+      settings: { heartbeatIntervalMs, ...config.liveness },
+      transitions: metrics.livenessTransitions,
+      log: log.child({ component: 'liveness' }),
+    });
+    liveness.start();
     log.info('hub.listening', { url, port, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
     let stopping: Promise<void> | undefined;
     return {
@@ -178,6 +186,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           log.info('hub.stopping', {});
           // Brokers reconnect (here after a restart, or to another replica) and reconcile.
           tunnels.close();
+          liveness.stop();
           await dispatcher.stop();
           // Stop accepting, let in-flight requests finish; keep-alive sockets that go idle are
           // closed as they do, and whatever is still open after the grace period is cut.

@@ -1,5 +1,6 @@
 import type {
   Agent,
+  AgentHeartbeatResponse,
   AgentStatusRequest,
   AgentStatusResponse,
   AgentToken,
@@ -247,6 +248,10 @@ export class GraftClient {
   /** `POST /api/v1/agents/:id/status` (agent token). */
   reportStatus(id: string, body: Partial<AgentStatusRequest>): Promise<AgentStatusResponse> {
     return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/status`, { body });
+  }
+  /** `POST /api/v1/agents/:id/heartbeat` (agent token): records the agent as alive. */
+  agentHeartbeat(id: string): Promise<AgentHeartbeatResponse> {
+    return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/heartbeat`);
   }
   /** `POST /api/v1/agents/:id/token`. */
   mintAgentToken(id: string): Promise<AgentToken> {

@@ -27,6 +27,8 @@ export const Agent = z.object({
   templateVersion: z.number().int(),
   phase: Phase,
   activity: Activity.nullable(),
+  /** While the platform has set `offline` or `stalled`: the activity the agent had before, restored when it is back. */
+  priorActivity: Activity.nullable(),
   detail: z.string().nullable(),
   desiredState: DesiredState,
   generation: z.number().int(),
@@ -75,6 +77,16 @@ export const AgentStatusResponse = z.object({
 });
 /** `POST /agents/:id/status` response. */
 export type AgentStatusResponse = z.infer<typeof AgentStatusResponse>;
+
+/** `POST /agents/:id/heartbeat` response: what the agent should know about its own state. */
+export const AgentHeartbeatResponse = z.object({
+  phase: Phase,
+  activity: Activity.nullable(),
+  desiredState: DesiredState,
+  generation: z.number().int(),
+});
+/** `POST /agents/:id/heartbeat` response. */
+export type AgentHeartbeatResponse = z.infer<typeof AgentHeartbeatResponse>;
 
 /** `POST /agents/:id/token` and `/token/refresh` response. */
 export const AgentToken = z.object({ token: z.string(), expiresAt: z.string(), agentId: Uuid });

@@ -316,7 +316,9 @@ Example:
       );
       let running: Awaited<ReturnType<typeof brokerModule.startBroker>>;
       try {
-        running = await brokerModule.startBroker(config, baseEnv, log);
+        const tool = brokerModule.findAgentTool();
+        if ('missing' in tool) log.warn('broker.agent_tool_missing', { reason: tool.missing });
+        running = await brokerModule.startBroker(config, baseEnv, log, 'agentMain' in tool ? { agentMain: tool.agentMain, nodePath: process.execPath } : {});
       } catch (err) {
         if (err instanceof brokerModule.CredentialsError) throw new CliError(err.code, err.message);
         throw err;

@@ -1,7 +1,6 @@
 import type { Database } from '@graft/db';
 import type { Logger } from '@graft/log';
 import {
-  type Activity,
   type AgentSpec,
   applyStatus,
   type CommandErrorCode,
@@ -16,10 +15,9 @@ import {
   type ResultMessage,
   type TemplateSpec,
 } from '@graft/protocol';
-import { type Kysely, sql } from 'kysely';
+import type { Kysely, } from 'kysely';
 import type { JwtService } from '../auth/jwt-service.js';
 import type { AgentStateWriter } from '../domain/agent-writer.js';
-import { brokerAliveSql } from '../tunnel/broker-presence.js';
 import { type Placement, runtimeFor } from './placement.js';
 
 /** Phases after which an agent no longer holds a slot on its broker. */
@@ -50,7 +48,6 @@ export interface DispatcherDeps {
   agentTokenTtlSecs: number;
   /** The URL agents use to reach the hub (known once the server listens). */
   hubUrl: () => string;
-  heartbeatIntervalMs: number;
   log: Logger;
 }
 
@@ -91,12 +88,9 @@ export class Dispatcher {
 
   constructor(private readonly deps: DispatcherDeps) {}
 
-  /** Connects the tunnel side and starts the periodic placement retry and liveness sweep. */
+  /** Connects the tunnel side and starts the periodic placement retry and redelivery. */
   start(router: TunnelRouter): void {
     this.router = router;
-    // 20 sweeps per interval: an agent shows offline at most a quarter second (at the 5 s default) after its broker's third missed heartbeat.
-    const sweepMs = Math.max(50, Math.floor(this.deps.heartbeatIntervalMs / 20));
-    this.timers.push(setInterval(() => this.sweepLiveness().catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { err })), sweepMs));
     this.timers.push(
       setInterval(() => {
         this.schedulePlacement();
@@ -281,7 +275,7 @@ export class Dispatcher {
 
   /**
    * Applies a broker's observation of one agent (DESIGN §3): reports of an older generation than
-   * the agent's are stale and dropped; an agent marked offline gets its activity back. An inventory
+   * the agent's are stale and dropped. An inventory
    * entry (`snapshot`) may skip phases: the reports in between can have been lost with a dropped
    * tunnel or a hub that died before writing them, so they count as passed.
    */
@@ -297,17 +291,16 @@ export class Dispatcher {
           this.deps.log.warn('agent.status_rejected', { agentId: obs.agentId, brokerId, from: cur.phase, to: obs.phase, reason: r.message });
           return { noop: false };
         }
-        const restore = r.phase === 'running' && cur.activity === 'offline';
-        const activity: Activity | null = restore ? (cur.priorActivity ?? 'idle') : r.activity;
+        // An agent marked offline stays so here: the liveness sweep restores it once its broker and its own reports are both fresh.
         return {
           set: {
             phase: r.phase,
-            activity,
+            activity: r.activity,
             detail: r.detail,
             observed_generation: obs.generation,
-            last_seen_at: now,
-            ...(restore ? { prior_activity: null } : {}),
-            ...(activity !== cur.activity || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
+            // Outside running there is no activity, so nothing to restore either.
+            ...(r.phase !== 'running' ? { prior_activity: null } : {}),
+            ...(r.activity !== cur.activity || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
           },
           result: () => true,
         };
@@ -355,36 +348,6 @@ export class Dispatcher {
         })
         .catch(() => {});
     }
-  }
-
-  /**
-   * Marks running agents `offline` whose broker missed 3 heartbeats (or has been disconnected for
-   * more than one interval), and gives agents their activity back once their broker is alive again.
-   */
-  async sweepLiveness(): Promise<void> {
-    const alive = brokerAliveSql('b', this.deps.heartbeatIntervalMs);
-    const { rows } = await sql<{ id: string; offline: boolean }>`
-      SELECT a.id, true AS offline FROM agents a
-        WHERE a.phase = 'running' AND a.activity IS DISTINCT FROM 'offline'
-          AND a.broker_id IN (SELECT b.id FROM brokers b WHERE b.joined_at IS NOT NULL AND NOT ${alive})
-      UNION ALL
-      SELECT a.id, false AS offline FROM agents a
-        WHERE a.activity = 'offline' AND a.broker_id IN (SELECT b.id FROM brokers b WHERE ${alive})`.execute(this.deps.db);
-    const now = new Date();
-    await Promise.all(
-      rows.map(({ id, offline }) =>
-        this.deps.writer
-          .update(id, (cur) => {
-            if (cur.phase !== 'running' || (cur.activity === 'offline') === offline) return { noop: undefined };
-            const activity: Activity = offline ? 'offline' : (cur.priorActivity ?? 'idle');
-            const r = applyStatus(cur, { activity }, 'platform');
-            if (!r.ok) return { noop: undefined };
-            return { set: { activity: r.activity, prior_activity: offline ? cur.activity : null, activity_changed_at: now }, result: () => undefined };
-          })
-          .then(() => this.deps.log.info(offline ? 'agent.offline' : 'agent.online', { agentId: id }))
-          .catch(() => {}),
-      ),
-    );
   }
 
   /** Desired entries of some agents, or of every agent a broker holds. */

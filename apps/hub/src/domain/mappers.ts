@@ -64,7 +64,7 @@ export function agentJsonSql(alias: string): RawBuilder<string> {
   const c = (name: string) => sql.ref(`${alias}.${name}`);
   return sql<string>`json_build_object(
     'id', ${c('id')}, 'name', ${c('name')}, 'projectId', ${c('project_id')}, 'templateId', ${c('template_id')},
-    'templateVersion', ${c('template_version')}, 'phase', ${c('phase')}, 'activity', ${c('activity')}, 'detail', ${c('detail')},
+    'templateVersion', ${c('template_version')}, 'phase', ${c('phase')}, 'activity', ${c('activity')}, 'priorActivity', ${c('prior_activity')}, 'detail', ${c('detail')},
     'desiredState', ${c('desired_state')}, 'generation', ${c('generation')}, 'brokerId', ${c('broker_id')},
     'pendingReason', ${c('pending_reason')}, 'task', ${c('task')}, 'labels', ${c('labels')}, 'createdBy', ${c('created_by')},
     'createdAt', ${isoSql(`${alias}.created_at`)}, 'updatedAt', ${isoSql(`${alias}.updated_at`)}, 'lastSeenAt', ${isoSql(`${alias}.last_seen_at`)}

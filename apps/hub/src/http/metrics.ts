@@ -9,6 +9,8 @@ export interface HubMetrics {
   tunnels: Gauge;
   /** Commands sent to brokers, by command. */
   tunnelCommands: Counter<'command'>;
+  /** Activities set by the liveness sweeps, by what the agent became (`offline`, `online` again, `stalled`). */
+  livenessTransitions: Counter<'to'>;
 }
 
 /** Creates the registry; `agentsByPhase` is read from the database at scrape time. */
@@ -45,5 +47,11 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
     labelNames: ['command'] as const,
     registers: [registry],
   });
-  return { registry, httpDuration, signatureRejections, tunnels, tunnelCommands };
+  const livenessTransitions = new Counter({
+    name: 'graft_agent_liveness_transitions_total',
+    help: 'Activities set by the liveness sweeps: offline, online (restored) or stalled',
+    labelNames: ['to'] as const,
+    registers: [registry],
+  });
+  return { registry, httpDuration, signatureRejections, tunnels, tunnelCommands, livenessTransitions };
 }

@@ -90,6 +90,7 @@ describe('agent creation', () => {
       templateVersion: 2,
       phase: 'created',
       activity: null,
+      priorActivity: null,
       detail: null,
       desiredState: 'running',
       generation: 1,
@@ -394,6 +395,33 @@ describe('agent lifecycle and state machine', () => {
     await self.reportStatus(agent.id, { detail: 'still here' });
     const second = (await alice.getAgent(agent.id)).lastSeenAt;
     expect(Date.parse(second ?? '')).toBeGreaterThan(Date.parse(first ?? ''));
+  });
+
+  it('records a heartbeat as lastSeenAt and answers the agent its own state', async () => {
+    const { agent, self } = await runningAgent();
+    const before = (await alice.getAgent(agent.id)).lastSeenAt;
+    await new Promise((r) => setTimeout(r, 10));
+    const r = await call('POST', `/api/v1/agents/${agent.id}/heartbeat`, (await alice.mintAgentToken(agent.id)).token);
+    expect(r.status).toBe(200);
+    expect(r.body).toEqual({ phase: 'running', activity: 'idle', desiredState: 'running', generation: 1 });
+    const after = await alice.getAgent(agent.id);
+    expect(Date.parse(after.lastSeenAt ?? '')).toBeGreaterThan(Date.parse(before ?? ''));
+    // A heartbeat is liveness only: it changes neither activity nor detail.
+    expect([after.activity, after.detail, after.phase]).toEqual(['idle', null, 'running']);
+    expect(await self.agentHeartbeat(agent.id)).toEqual({ phase: 'running', activity: 'idle', desiredState: 'running', generation: 1 });
+  });
+
+  it('accepts heartbeats only from the agent itself', async () => {
+    const a = await newAgent();
+    const b = await newAgent();
+    const selfA = await asAgent(a.id);
+    const user = await failure(alice.agentHeartbeat(a.id));
+    expect([user.status, user.code]).toEqual([403, 'forbidden']);
+    const other = await failure(selfA.agentHeartbeat(b.id));
+    expect([other.status, other.code]).toEqual([403, 'forbidden']);
+    expect((await alice.getAgent(b.id)).lastSeenAt).toBeNull();
+    expect((await selfA.agentHeartbeat(a.id)).phase).toBe('created');
+    expect((await alice.getAgent(a.id)).lastSeenAt).toMatch(ISO_RE);
   });
 
   it('accepts status only from the agent itself', async () => {

@@ -1,5 +1,6 @@
 import {
   Agent,
+  AgentHeartbeatResponse,
   AgentStatusRequest,
   AgentStatusResponse,
   AgentToken,
@@ -284,11 +285,31 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
               activity: r.activity,
               detail: r.detail,
               last_seen_at: now,
+              // A new activity of its own replaces what the platform kept while it was offline or stalled.
+              ...(r.activityChanged || r.phase !== 'running' ? { prior_activity: null } : {}),
               ...(r.activityChanged || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
             },
             result: (w) => ({ phase: w.phase, activity: w.activity, detail: w.detail, generation: w.generation, desiredState: w.desiredState, ignored: r.ignored }),
           };
         });
+        return { status: 200, body: out };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents/:id/heartbeat',
+      summary: 'Record that the agent is alive (agent token, self only); answers its phase, activity and desired state',
+      tag: 'agents',
+      auth: 'agent',
+      params: IdParams,
+      responses: { 200: AgentHeartbeatResponse },
+      handler: async ({ params, principal }) => {
+        if (principal.kind !== 'agent' || principal.agentId !== params.id) throw new GraftError('forbidden', 'agent tokens may only send heartbeats for their own agent');
+        const now = new Date();
+        const out = await ctx.agentWriter.update(params.id, () => ({
+          set: { last_seen_at: now },
+          result: (w) => ({ phase: w.phase, activity: w.activity, desiredState: w.desiredState, generation: w.generation }),
+        }));
         return { status: 200, body: out };
       },
     }),

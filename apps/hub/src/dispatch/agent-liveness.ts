@@ -1,0 +1,127 @@
+import type { Database } from '@graft/db';
+import type { Logger } from '@graft/log';
+import { type Activity, applyStatus } from '@graft/protocol';
+import { type Kysely, sql } from 'kysely';
+import type { Counter } from 'prom-client';
+import type { AgentStateWriter } from '../domain/agent-writer.js';
+import { brokerAliveSql } from '../tunnel/broker-presence.js';
+
+/** When the platform sets `offline` and `stalled` (DESIGN §3). */
+export interface LivenessSettings {
+  /** Broker heartbeat interval: a broker that missed 3 is not alive. */
+  heartbeatIntervalMs: number;
+  /** An agent that has reported before but not for this long is `offline`. */
+  agentOfflineAfterMs: number;
+  /** A busy agent whose activity has not changed for this long is `stalled`. */
+  agentStalledAfterMs: number;
+}
+
+/** Activities that can stall: the agent is busy. Idle and waiting (sticky) agents are expected to sit still. */
+const BUSY_ACTIVITIES: readonly Activity[] = ['working', 'thinking', 'executing'];
+
+type Change = 'offline' | 'online' | 'stalled';
+
+/**
+ * The platform-only activities, from liveness sweeps:
+ * - `offline` when the agent's broker is not alive (fast sweep, 20 per heartbeat interval), or when
+ *   an agent that has reported before (`last_seen_at` set by its own status reports and heartbeats)
+ *   has been silent for `agentOfflineAfterMs`;
+ * - back to the activity it had (`prior_activity`) once both are alive again;
+ * - `stalled` when a busy agent's activity has not changed for `agentStalledAfterMs`, keeping the
+ *   activity it stalled from in `prior_activity` (its next report replaces it).
+ * Every change goes through the writer and the state machine, as a `platform` report.
+ */
+export class AgentLiveness {
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly running = new Set<string>();
+
+  constructor(
+    private readonly deps: {
+      db: Kysely<Database>;
+      writer: AgentStateWriter;
+      settings: LivenessSettings;
+      transitions: Counter<'to'>;
+      log: Logger;
+    },
+  ) {}
+
+  /** Starts both sweeps. */
+  start(): void {
+    const { heartbeatIntervalMs, agentOfflineAfterMs, agentStalledAfterMs } = this.deps.settings;
+    const fastMs = Math.max(50, Math.floor(heartbeatIntervalMs / 20));
+    const slowMs = Math.max(250, Math.min(5_000, Math.floor(Math.min(agentOfflineAfterMs, agentStalledAfterMs) / 4)));
+    this.timers.push(setInterval(() => this.guard('fast', () => this.sweepBrokers()), fastMs));
+    this.timers.push(setInterval(() => this.guard('slow', () => this.sweepAgents()), slowMs));
+    for (const t of this.timers) t.unref();
+  }
+
+  /** Stops the sweeps. */
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+  }
+
+  /** Agents of brokers that are not alive go offline; offline agents whose broker and own reports are fresh come back. */
+  async sweepBrokers(): Promise<void> {
+    const alive = brokerAliveSql('b', this.deps.settings.heartbeatIntervalMs);
+    const silent = sql.lit(`${this.deps.settings.agentOfflineAfterMs} milliseconds`);
+    const { rows } = await sql<{ id: string; change: Change }>`
+      SELECT a.id, 'offline' AS change FROM agents a
+        WHERE a.phase = 'running' AND a.activity IS DISTINCT FROM 'offline'
+          AND a.broker_id IN (SELECT b.id FROM brokers b WHERE b.joined_at IS NOT NULL AND NOT ${alive})
+      UNION ALL
+      SELECT a.id, 'online' AS change FROM agents a
+        WHERE a.activity = 'offline' AND a.phase = 'running'
+          AND (a.last_seen_at IS NULL OR a.last_seen_at >= now() - ${silent}::interval)
+          AND a.broker_id IN (SELECT b.id FROM brokers b WHERE ${alive})`.execute(this.deps.db);
+    await this.apply(rows);
+  }
+
+  /** Agents silent for too long go offline; busy agents whose activity has not moved stall. */
+  async sweepAgents(): Promise<void> {
+    const silent = sql.lit(`${this.deps.settings.agentOfflineAfterMs} milliseconds`);
+    const still = sql.lit(`${this.deps.settings.agentStalledAfterMs} milliseconds`);
+    const { rows } = await sql<{ id: string; change: Change }>`
+      SELECT a.id, CASE WHEN a.last_seen_at < now() - ${silent}::interval THEN 'offline' ELSE 'stalled' END AS change
+        FROM agents a
+        WHERE a.phase = 'running'
+          AND ((a.activity IS DISTINCT FROM 'offline' AND a.last_seen_at < now() - ${silent}::interval)
+            OR (a.activity = ANY(${BUSY_ACTIVITIES}::text[]) AND a.activity_changed_at < now() - ${still}::interval))`.execute(this.deps.db);
+    await this.apply(rows);
+  }
+
+  private async apply(rows: ReadonlyArray<{ id: string; change: Change }>): Promise<void> {
+    const now = new Date();
+    await Promise.all(
+      rows.map(({ id, change }) =>
+        this.deps.writer
+          .update(id, (cur) => {
+            if (cur.phase !== 'running') return { noop: false };
+            if (change === 'online' && cur.activity !== 'offline') return { noop: false };
+            if (change === 'offline' && cur.activity === 'offline') return { noop: false };
+            if (change === 'stalled' && (cur.activity === null || !BUSY_ACTIVITIES.includes(cur.activity))) return { noop: false };
+            const activity: Activity = change === 'online' ? (cur.priorActivity ?? 'idle') : change;
+            const r = applyStatus(cur, { activity }, 'platform');
+            if (!r.ok) return { noop: false };
+            // Going offline from stalled keeps what it stalled from; coming back restores that.
+            const prior = change === 'online' ? null : cur.activity === 'stalled' ? cur.priorActivity : cur.activity;
+            return { set: { activity: r.activity, prior_activity: prior, activity_changed_at: now }, result: () => true };
+          })
+          .then((changed) => {
+            if (!changed) return;
+            this.deps.transitions.inc({ to: change });
+            this.deps.log.info(`agent.${change}`, { agentId: id });
+          })
+          .catch(() => {}),
+      ),
+    );
+  }
+
+  /** Runs a sweep unless the previous one of its kind is still running. */
+  private guard(kind: string, sweep: () => Promise<void>): void {
+    if (this.running.has(kind)) return;
+    this.running.add(kind);
+    sweep()
+      .catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { kind, err }))
+      .finally(() => this.running.delete(kind));
+  }
+}
