@@ -73,6 +73,8 @@ const ROUTES: Route[] = [
   { method: 'DELETE', path: '/api/v1/agents/{A}', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/status', body: { detail: 'matrix' }, inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/agents/{A}/heartbeat', inP: true, agentOnly: true },
+  { method: 'POST', path: '/api/v1/agents/{A}/messages', body: { body: 'matrix' }, inP: true },
+  { method: 'GET', path: '/api/v1/agents/{A}/messages', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token/refresh', inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/brokers/register', body: { name: 'matrix-broker' } },
@@ -87,7 +89,7 @@ const ROUTES: Route[] = [
 ];
 
 /** What agent A's own token may do; everything else is 403 for it. */
-const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/heartbeat', 'POST /api/v1/agents/{A}/token/refresh']);
+const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/heartbeat', 'GET /api/v1/agents/{A}/messages', 'POST /api/v1/agents/{A}/token/refresh']);
 
 const denied = (who: Who, r: Route, status: number, code: ErrorCode): Case => ({ who, method: r.method, path: r.path, body: r.body, status, code });
 
@@ -276,11 +278,17 @@ const specific: Case[] = [
   no('pAdmin', 'POST', '/api/v1/agents/{A}/status', 403, 'forbidden', { detail: 'from a user' }),
   no('pAdmin', 'POST', '/api/v1/agents/{A}/token/refresh', 403, 'forbidden'),
   no('pAdmin', 'POST', '/api/v1/agents/{A}/heartbeat', 403, 'forbidden'),
+  no('viewer', 'POST', '/api/v1/agents/{A}/messages', 403, 'forbidden', { body: 'hello' }),
+  ok('member', 'POST', '/api/v1/agents/{A}/messages', 201, { body: 'hello' }),
+  ok('viewer', 'GET', '/api/v1/agents/{A}/messages', 200),
 
   // Agent tokens touch only their own agent.
   ok('agent', 'POST', '/api/v1/agents/{A}/status', 200, { detail: 'working on it' }),
   ok('agent', 'POST', '/api/v1/agents/{A}/token/refresh', 201),
   ok('agent', 'POST', '/api/v1/agents/{A}/heartbeat', 200),
+  ok('agent', 'GET', '/api/v1/agents/{A}/messages', 200),
+  no('agent', 'GET', '/api/v1/agents/{B}/messages', 403, 'forbidden'),
+  no('agent', 'POST', '/api/v1/agents/{A}/messages', 403, 'forbidden', { body: 'to myself' }),
   no('agent', 'POST', '/api/v1/agents/{B}/heartbeat', 403, 'forbidden'),
   no('agent', 'GET', '/api/v1/agents/{B}', 403, 'forbidden'),
   no('agent', 'POST', '/api/v1/agents/{B}/status', 403, 'forbidden', { detail: 'impersonating' }),

@@ -1,4 +1,6 @@
 import type {
+  AgentMessage,
+  SendMessageRequest,
   Agent,
   AgentHeartbeatResponse,
   AgentStatusRequest,
@@ -260,6 +262,15 @@ export class GraftClient {
   /** `POST /api/v1/agents/:id/token/refresh` (agent token). */
   refreshAgentToken(id: string): Promise<AgentToken> {
     return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/token/refresh`);
+  }
+
+  /** `POST /api/v1/agents/:id/messages`. */
+  sendMessage(id: string, body: SendMessageRequest): Promise<AgentMessage> {
+    return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/messages`, { body });
+  }
+  /** `GET /api/v1/agents/:id/messages`. */
+  listMessages(id: string, opts: ListOptions = {}): Promise<Page<AgentMessage>> {
+    return this.request('GET', `/api/v1/agents/${encodeURIComponent(id)}/messages`, { query: { ...opts } });
   }
 
   // --- brokers ---

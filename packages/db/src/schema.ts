@@ -151,6 +151,20 @@ export interface BrokerProjectsTable {
   created_at: Timestamp;
 }
 
+/** `agent_messages` table: messages to agents, delivered through their broker. */
+export interface AgentMessagesTable {
+  id: string;
+  agent_id: string;
+  body: string;
+  wake: ColumnType<boolean, boolean | undefined, boolean>;
+  interrupt: ColumnType<boolean, boolean | undefined, boolean>;
+  state: ColumnType<string, string | undefined, string>;
+  attempts: ColumnType<number, number | undefined, number>;
+  created_by: string | null;
+  created_at: Timestamp;
+  delivered_at: NullableTimestamp;
+}
+
 /** The whole database as Kysely sees it. */
 export interface Database {
   users: UsersTable;
@@ -164,4 +178,5 @@ export interface Database {
   agents: AgentsTable;
   brokers: BrokersTable;
   broker_projects: BrokerProjectsTable;
+  agent_messages: AgentMessagesTable;
 }

@@ -97,3 +97,33 @@ export type AgentToken = z.infer<typeof AgentToken>;
 export const DeleteAgentResponse = z.object({ deleted: z.boolean(), agent: Agent.nullable() });
 /** `DELETE /agents/:id` response. */
 export type DeleteAgentResponse = z.infer<typeof DeleteAgentResponse>;
+
+/** `POST /agents/:id/messages` body. */
+export const SendMessageRequest = z.strictObject({
+  body: z.string().min(1).max(100_000),
+  wake: z.boolean().optional().describe('resume a suspended agent first'),
+  interrupt: z.boolean().optional().describe('ask the harness to interrupt its current step (delivered as a flag; harnesses act on it)'),
+});
+/** `POST /agents/:id/messages` body. */
+export type SendMessageRequest = z.infer<typeof SendMessageRequest>;
+
+/** Whether a message reached the agent's node. */
+export const MessageState = z.enum(['pending', 'delivered']);
+/** Whether a message reached the agent's node. */
+export type MessageState = z.infer<typeof MessageState>;
+
+/** A message to an agent, with its delivery state. */
+export const AgentMessage = z.object({
+  id: Uuid,
+  agentId: Uuid,
+  body: z.string(),
+  wake: z.boolean(),
+  interrupt: z.boolean(),
+  state: MessageState,
+  attempts: z.number().int(),
+  createdBy: Uuid.nullable(),
+  createdAt: z.string(),
+  deliveredAt: z.string().nullable(),
+});
+/** A message to an agent, with its delivery state. */
+export type AgentMessage = z.infer<typeof AgentMessage>;

@@ -189,4 +189,36 @@ Examples:
       if (opts.json) return printJson(ctx.io, { deleted: agent === undefined, agent: agent ?? null });
       ctx.io.out(agent === undefined ? `Deleted agent ${id}.` : `Deleting agent ${agent.name} (${id}): its broker ${agent.brokerId ?? ''} will stop and remove it.`);
     });
+
+  withConnectionOptions(agents.command('message'))
+    .description('Send a message to an agent: stored by the hub and delivered through its broker while it runs')
+    .argument('<id>', 'agent id')
+    .argument('<text>', 'the message')
+    .option('--wake', 'resume the agent first if it is suspended')
+    .option('--interrupt', 'ask the agent to interrupt its current step')
+    .option('--json', 'print the stored message as JSON')
+    .addHelpText('after', '\nThe agent reads it with `graft-agent inbox`.\n\nExample:\n  $ graft agents message 0196f0c4-... "use the main branch" --wake')
+    .action(async (id: string, text: string, opts: { wake?: boolean; interrupt?: boolean; json?: boolean }, cmd: Command) => {
+      const m = await ctx.client(cmd).sendMessage(id, { body: text, ...(opts.wake ? { wake: true } : {}), ...(opts.interrupt ? { interrupt: true } : {}) });
+      if (opts.json) return printJson(ctx.io, m);
+      ctx.io.out(`Message ${m.id} to agent ${id} stored (${m.state}); it is delivered while the agent runs.`);
+    });
+
+  withListOptions(withConnectionOptions(agents.command('messages')))
+    .description('List the messages sent to an agent, with their delivery state')
+    .argument('<id>', 'agent id')
+    .action(async (id: string, opts: ListFlags, cmd: Command) => {
+      const page = await ctx.client(cmd).listMessages(id, pageArgs(opts));
+      printPage(
+        ctx.io,
+        page,
+        opts,
+        (items) =>
+          formatTable(
+            [{ header: 'id' }, { header: 'state' }, { header: 'sent' }, { header: 'message', maxWidth: 60 }],
+            items.map((m) => [m.id, m.state, formatTime(m.createdAt), m.body]),
+          ),
+        'messages',
+      );
+    });
 }

@@ -84,6 +84,9 @@ export class Dispatcher {
   private router: TunnelRouter | undefined;
   private placing: Promise<void> | null = null;
   private placeAgain = false;
+  /** Agents whose messages are being delivered by this hub now, and those to look at again after. */
+  private readonly delivering = new Set<string>();
+  private readonly deliverAgain = new Set<string>();
   private readonly timers: NodeJS.Timeout[] = [];
 
   constructor(private readonly deps: DispatcherDeps) {}
@@ -167,6 +170,54 @@ export class Dispatcher {
   }
 
   /**
+   * Sends an agent's pending messages to its broker, oldest first, while the agent runs there, and
+   * marks each delivered once the broker confirms it. Stops at the first failure: the message stays
+   * pending and is sent again when the agent next starts, and by the periodic sweep. Delivery is at
+   * least once (a confirmation lost with a dropped tunnel means one more copy).
+   */
+  async deliverMessages(agentId: string): Promise<void> {
+    if (this.delivering.has(agentId)) {
+      this.deliverAgain.add(agentId);
+      return;
+    }
+    this.delivering.add(agentId);
+    try {
+      do {
+        this.deliverAgain.delete(agentId);
+        const pending = await this.deps.db
+          .selectFrom('agent_messages')
+          .select(['id', 'body'])
+          .where('agent_id', '=', agentId)
+          .where('state', '=', 'pending')
+          .orderBy('id')
+          .limit(PLACEMENT_BATCH)
+          .execute();
+        if (pending.length === 0) return;
+        const [entry] = await this.desired({ agentIds: [agentId] });
+        if (!entry || entry.brokerId === null || entry.desired.observedPhase !== 'running') return;
+        for (const m of pending) {
+          await this.deps.db
+            .updateTable('agent_messages')
+            .set((eb) => ({ attempts: eb('attempts', '+', 1) }))
+            .where('id', '=', m.id)
+            .execute();
+          const result = (await this.router?.request(entry.brokerId, 'message', entry.desired, m.body)) ?? null;
+          if (!result?.ok) {
+            this.deps.log.info('message.deferred', { agentId, messageId: m.id, reason: result?.error?.code ?? 'unreachable' });
+            return;
+          }
+          await this.deps.db.updateTable('agent_messages').set({ state: 'delivered', delivered_at: new Date() }).where('id', '=', m.id).execute();
+          this.deps.log.info('message.delivered', { agentId, messageId: m.id });
+        }
+      } while (this.deliverAgain.has(agentId));
+    } catch (err) {
+      this.deps.log.error('message.delivery_failed', { agentId, err });
+    } finally {
+      this.delivering.delete(agentId);
+    }
+  }
+
+  /**
    * Level-triggered safety net for the tunnels this hub holds: an agent whose current generation no
    * broker has confirmed for a while (a command created on another hub replica, or one lost without
    * the tunnel dropping) gets its desired state sent again. Commands are idempotent, so a late
@@ -175,6 +226,17 @@ export class Dispatcher {
   async redeliver(): Promise<void> {
     const local = this.router?.localBrokerIds() ?? [];
     if (local.length === 0) return;
+    const waiting = await this.deps.db
+      .selectFrom('agent_messages as m')
+      .innerJoin('agents as a', 'a.id', 'm.agent_id')
+      .select('m.agent_id')
+      .distinct()
+      .where('m.state', '=', 'pending')
+      .where('a.phase', '=', 'running')
+      .where('a.broker_id', 'in', local)
+      .limit(PLACEMENT_BATCH)
+      .execute();
+    for (const { agent_id } of waiting) void this.deliverMessages(agent_id);
     const stale = await this.deps.db
       .selectFrom('agents')
       .select('id')
@@ -273,6 +335,20 @@ export class Dispatcher {
     return desired.map((d) => d.desired);
   }
 
+  /** The broker has its desired set: messages that waited for its agents while it was away can go. */
+  async brokerWelcomed(brokerId: string): Promise<void> {
+    const waiting = await this.deps.db
+      .selectFrom('agent_messages as m')
+      .innerJoin('agents as a', 'a.id', 'm.agent_id')
+      .select('m.agent_id')
+      .distinct()
+      .where('m.state', '=', 'pending')
+      .where('a.phase', '=', 'running')
+      .where('a.broker_id', '=', brokerId)
+      .execute();
+    for (const { agent_id } of waiting) void this.deliverMessages(agent_id);
+  }
+
   /**
    * Applies a broker's observation of one agent (DESIGN §3): reports of an older generation than
    * the agent's are stale and dropped. An inventory
@@ -282,7 +358,7 @@ export class Dispatcher {
   async statusReported(brokerId: string, obs: ObservedAgent, snapshot = false): Promise<void> {
     const now = new Date();
     try {
-      const accepted = await this.deps.writer.update(obs.agentId, (cur) => {
+      const accepted = await this.deps.writer.update<boolean | 'started'>(obs.agentId, (cur) => {
         if (cur.brokerId !== brokerId || obs.generation < cur.generation) return { noop: false };
         const detail = obs.detail ?? (obs.phase !== cur.phase ? null : undefined);
         const from = snapshot ? phaseBefore(cur.phase, obs.phase) : cur.phase;
@@ -302,10 +378,12 @@ export class Dispatcher {
             ...(r.phase !== 'running' ? { prior_activity: null } : {}),
             ...(r.activity !== cur.activity || r.phase !== cur.phase ? { activity_changed_at: now } : {}),
           },
-          result: () => true,
+          // Entering running: messages waiting for the agent can go now.
+          result: () => (r.phase === 'running' && cur.phase !== 'running' ? 'started' : true),
         };
       });
       if (accepted && SLOT_FREEING.has(obs.phase)) this.schedulePlacement();
+      if (accepted === 'started') void this.deliverMessages(obs.agentId);
     } catch (err) {
       this.deps.log.warn('agent.status_dropped', { agentId: obs.agentId, brokerId, err });
     }

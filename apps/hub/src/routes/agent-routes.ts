@@ -12,15 +12,18 @@ import {
   IdParams,
   type LifecycleAction,
   ListAgentsQuery,
+  AgentMessage,
   PageQuery,
   pageOf,
   type ProjectRole,
+  SendMessageRequest,
   type TemplateSpec,
 } from '@graft/protocol';
-import { sql } from 'kysely';
+import type { AgentMessagesTable } from '@graft/db';
+import { type Selectable, sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
-import { decodeCursor, isUuidKey, rawJsonPage } from '../domain/cursor.js';
+import { decodeCursor, isUuidKey, rawJsonPage, toPage } from '../domain/cursor.js';
 import { agentJsonSql } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
 import { uuidv7 } from '../domain/uuid.js';
@@ -29,7 +32,23 @@ import { RawJson, route, type RouteSpec } from '../http/route.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
-/** Agents: create, read, lifecycle actions, status reports and agent tokens. */
+/** A stored message as the API shows it. */
+function toAgentMessage(r: Selectable<AgentMessagesTable>): AgentMessage {
+  return {
+    id: r.id,
+    agentId: r.agent_id,
+    body: r.body,
+    wake: r.wake,
+    interrupt: r.interrupt,
+    state: r.state as AgentMessage['state'],
+    attempts: r.attempts,
+    createdBy: r.created_by,
+    createdAt: r.created_at.toISOString(),
+    deliveredAt: r.delivered_at?.toISOString() ?? null,
+  };
+}
+
+/** Agents: create, read, lifecycle actions, status reports, messages and agent tokens. */
 export function agentRoutes(ctx: HubContext): RouteSpec[] {
   const { db } = ctx;
 
@@ -311,6 +330,59 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
           result: (w) => ({ phase: w.phase, activity: w.activity, desiredState: w.desiredState, generation: w.generation }),
         }));
         return { status: 200, body: out };
+      },
+    }),
+    route({
+      method: 'post',
+      path: '/api/v1/agents/:id/messages',
+      summary: 'Send a message to an agent (project member): stored first, delivered through its broker while it runs; wake resumes a suspended agent',
+      tag: 'agents',
+      auth: 'user',
+      params: IdParams,
+      body: SendMessageRequest,
+      responses: { 201: AgentMessage },
+      handler: async ({ params, body, principal }) => {
+        await loadAgent(principal, params.id, 'member');
+        const user = asUser(principal);
+        const row = await db
+          .insertInto('agent_messages')
+          .values({ id: uuidv7(), agent_id: params.id, body: body.body, wake: body.wake ?? false, interrupt: body.interrupt ?? false, created_by: user.userId })
+          .returningAll()
+          .executeTakeFirstOrThrow();
+        // Stored before anything else, so it waits for the agent whatever happens next.
+        const resumed =
+          body.wake === true &&
+          (await ctx.agentWriter.update(params.id, (cur) => {
+            if (cur.phase !== 'suspended' && cur.desiredState !== 'suspended') return { noop: false };
+            const out = decideAction(cur, 'start');
+            if (!out.ok) return { noop: false };
+            return { set: { desired_state: out.desiredState, generation: cur.generation + 1, resume: out.resume }, result: () => true };
+          }));
+        if (resumed) {
+          ctx.log.info('agent.action', { agentId: params.id, action: 'start', reason: 'message_wake' });
+          void ctx.dispatcher.push(params.id, 'start');
+        }
+        ctx.log.info('message.stored', { agentId: params.id, messageId: row.id, wake: row.wake, resumed });
+        void ctx.dispatcher.deliverMessages(params.id);
+        return { status: 201, body: toAgentMessage(row) };
+      },
+    }),
+    route({
+      method: 'get',
+      path: '/api/v1/agents/:id/messages',
+      summary: 'Messages sent to an agent, oldest first, with their delivery state (project viewer, or the agent itself)',
+      tag: 'agents',
+      auth: 'any',
+      params: IdParams,
+      query: PageQuery,
+      responses: { 200: pageOf(AgentMessage) },
+      handler: async ({ params, query, principal }) => {
+        await loadAgent(principal, params.id, 'viewer');
+        const after = decodeCursor(query.cursor, isUuidKey);
+        let q = db.selectFrom('agent_messages').selectAll().where('agent_id', '=', params.id);
+        if (after) q = q.where('id', '>', after);
+        const rows = await q.orderBy('id').limit(query.limit + 1).execute();
+        return { status: 200, body: toPage(rows, query.limit, (r) => r.id, toAgentMessage) };
       },
     }),
     route({

@@ -178,6 +178,7 @@ export class BrokerSession {
       this.deps.onReady(this);
       const desired = await this.deps.dispatcher.brokerConnected(this.brokerId, hello.inventory);
       this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'welcome', version, sessionId: this.sessionId, heartbeatIntervalMs: this.deps.heartbeatIntervalMs, desired });
+      void this.deps.dispatcher.brokerWelcomed(this.brokerId).catch((err: unknown) => this.log.error('message.redeliver_failed', { err }));
       this.log.info('tunnel.connected', { hostname: hello.hostname, brokerVersion: hello.brokerVersion, inventory: hello.inventory.length, desired: desired.length });
       this.heartbeatWatch = setInterval(() => {
         if (Date.now() - this.lastHeard > this.deps.heartbeatIntervalMs * MISSED_HEARTBEATS_LIMIT) {

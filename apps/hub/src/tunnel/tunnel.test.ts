@@ -308,4 +308,46 @@ describe('liveness and reconnection', () => {
     await online(other);
     await agentIs(a.id, (x) => x.brokerId === other.brokerId && x.phase === 'running');
   });
+
+});
+
+describe('messages', () => {
+  it('are stored, delivered in order to a running agent, wait while it is suspended, and wake resumes it first', async () => {
+    const b = await joined();
+    const sim = await online(b);
+    const a = await admin.createAgent({ projectId, name: uniq('a'), template: await template() });
+    await agentIs(a.id, (x) => x.phase === 'running');
+    const first = await admin.sendMessage(a.id, { body: 'one' });
+    expect(first).toMatchObject({ agentId: a.id, body: 'one', wake: false });
+    await admin.sendMessage(a.id, { body: 'two' });
+    await sim.waitFor(() => sim.commands.filter((c) => c.command === 'message').length === 2);
+    expect(sim.commands.filter((c) => c.command === 'message').map((c) => c.message)).toEqual(['one', 'two']);
+    await waitUntil(async () => (await admin.listMessages(a.id)).items.every((m) => m.state === 'delivered'));
+
+    await admin.agentAction(a.id, 'suspend');
+    await agentIs(a.id, (x) => x.phase === 'suspended');
+    const parked = await admin.sendMessage(a.id, { body: 'three' });
+    await new Promise((r) => setTimeout(r, 300));
+    expect((await admin.listMessages(a.id)).items.find((m) => m.id === parked.id)?.state).toBe('pending');
+    expect(sim.commands.filter((c) => c.command === 'message')).toHaveLength(2);
+    await admin.sendMessage(a.id, { body: 'four', wake: true });
+    // Resumed (start of a suspended agent resumes), then both waiting messages arrive in order.
+    await sim.waitFor(() => sim.commands.filter((c) => c.command === 'message').length === 4);
+    const start = sim.commands.find((c) => c.command === 'start');
+    expect(start?.agent).toMatchObject({ desiredState: 'running', resume: true });
+    expect(sim.commands.filter((c) => c.command === 'message').map((c) => c.message)).toEqual(['one', 'two', 'three', 'four']);
+  });
+
+  it('wait for a broker that is away and go out when it is back', async () => {
+    const b = await joined();
+    const sim = await online(b);
+    const a = await admin.createAgent({ projectId, name: uniq('a'), template: await template() });
+    await agentIs(a.id, (x) => x.phase === 'running');
+    sim.kill();
+    const m = await admin.sendMessage(a.id, { body: 'while you were out' });
+    expect(m.state).toBe('pending');
+    const back = await online(b, { inventory: [{ agentId: a.id, generation: 1, phase: 'running', detail: null, exitCode: null }] });
+    await back.waitFor(() => back.commands.some((c) => c.command === 'message' && c.message === 'while you were out'));
+    await waitUntil(async () => (await admin.listMessages(a.id)).items[0]?.state === 'delivered');
+  });
 });
