@@ -114,6 +114,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       writer: agentWriter,
       placement: new Placement(db, heartbeatIntervalMs),
       jwt,
+      box,
       agentTokenTtlSecs: config.security.agentTokenTtlSecs,
       hubUrl: () => hubUrl,
       log: log.child({ component: 'dispatch' }),

@@ -18,6 +18,8 @@ import {
 import type { Kysely, } from 'kysely';
 import type { JwtService } from '../auth/jwt-service.js';
 import type { AgentStateWriter } from '../domain/agent-writer.js';
+import { loadProjectSecrets } from '../domain/project-secrets.js';
+import type { SecretBox } from '../domain/secret-box.js';
 import { type Placement, runtimeFor } from './placement.js';
 
 /** Phases after which an agent no longer holds a slot on its broker. */
@@ -45,6 +47,8 @@ export interface DispatcherDeps {
   writer: AgentStateWriter;
   placement: Placement;
   jwt: JwtService;
+  /** Opens project secrets, which go into agents' environments. */
+  box: SecretBox;
   agentTokenTtlSecs: number;
   /** The URL agents use to reach the hub (known once the server listens). */
   hubUrl: () => string;
@@ -135,6 +139,7 @@ export class Dispatcher {
   /** Sends `create` for an agent just inserted on `brokerId` (generation 1), built from what the caller holds. */
   async createOn(brokerId: string, runtime: string, a: { id: string; projectId: string; name: string; spec: TemplateSpec; env: Record<string, string>; labels: Record<string, string>; task: string | null }): Promise<void> {
     try {
+      const secrets = await loadProjectSecrets(this.deps.db, this.deps.box, [a.projectId]);
       const desired = this.toDesired({
         id: a.id,
         project_id: a.projectId,
@@ -150,7 +155,7 @@ export class Dispatcher {
         broker_id: brokerId,
         spec: a.spec,
         runtimes: [runtime],
-      });
+      }, secrets.get(a.projectId) ?? {});
       await this.send(brokerId, 'create', desired);
     } catch (err) {
       this.deps.log.error('dispatch.failed', { agentId: a.id, command: 'create', err });
@@ -452,10 +457,12 @@ export class Dispatcher {
       ]);
     q = 'agentIds' in where ? q.where('a.id', 'in', where.agentIds) : q.where('a.broker_id', '=', where.brokerId);
     const rows = (await q.orderBy('a.id').execute()) as unknown as AgentRow[];
-    return rows.map((r) => ({ brokerId: r.broker_id, desired: this.toDesired(r) }));
+    const secrets = await loadProjectSecrets(this.deps.db, this.deps.box, rows.map((r) => r.project_id));
+    return rows.map((r) => ({ brokerId: r.broker_id, desired: this.toDesired(r, secrets.get(r.project_id) ?? {}) }));
   }
 
-  private toDesired(r: AgentRow): DesiredAgent {
+  /** The agent's desired entry; its environment is the template's, then the agent's, then the project's secrets (named as variables), then the GRAFT_* variables. */
+  private toDesired(r: AgentRow, secrets: Record<string, string>): DesiredAgent {
     const token = this.deps.jwt.sign({ typ: 'agent', sub: r.id, prj: r.project_id }, this.deps.agentTokenTtlSecs);
     const spec: AgentSpec = {
       projectId: r.project_id,
@@ -467,6 +474,7 @@ export class Dispatcher {
       env: {
         ...(r.spec.env ?? {}),
         ...r.env,
+        ...secrets,
         GRAFT_HUB_URL: this.deps.hubUrl(),
         GRAFT_AGENT_ID: r.id,
         GRAFT_PROJECT_ID: r.project_id,

@@ -22,11 +22,10 @@ import { asUser, projectRole, requireProjectRole } from '../domain/access.js';
 import { decodeCursor, isUuidKey, toPage } from '../domain/cursor.js';
 import { isPlausibleGitRemote, normaliseGitRemote, projectIdForRemote } from '../domain/git-remote.js';
 import { toProject } from '../domain/mappers.js';
+import { projectSecretAad } from '../domain/project-secrets.js';
 import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
 import { route, type RouteSpec } from '../http/route.js';
-
-const secretAad = (projectId: string, name: string) => `project:${projectId}:secret:${name}`;
 
 /** Projects, their members and their secrets. */
 export function projectRoutes(ctx: HubContext): RouteSpec[] {
@@ -277,7 +276,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
       handler: async ({ params, body, principal }) => {
         await requireProjectRole(db, principal, params.id, 'admin');
         const user = asUser(principal);
-        const valueEnc = ctx.box.seal(body.value, secretAad(params.id, params.name));
+        const valueEnc = ctx.box.seal(body.value, projectSecretAad(params.id, params.name));
         const row = await db
           .insertInto('project_secrets')
           .values({ project_id: params.id, name: params.name, value_enc: valueEnc, updated_by: user.userId })

@@ -129,6 +129,26 @@ describe('placement and dispatch', () => {
     expect(me).toMatchObject({ kind: 'agent', agentId: sim.commands[0]?.agent.agentId });
   });
 
+  it("injects the project's secrets into the agent's environment, only towards its broker", async () => {
+    const secret = `s3cr3t-${Date.now()}`;
+    const own = (await admin.registerProject({ name: uniq('secrets') })).project.id;
+    await admin.putSecret(own, 'DEPLOY_TOKEN', secret);
+    const b = await joined();
+    const sim = await online(b);
+    const t = await admin.createTemplate({ name: uniq('t'), projectId: own, harness: 'command', command: ['true'], env: { MODE: 'test' } });
+    const a = await admin.createAgent({ projectId: own, name: uniq('a'), template: t.name, env: { MODE: 'agent' } });
+    await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === a.id));
+    const env = sim.commands.find((c) => c.agent.agentId === a.id)?.agent.spec.env;
+    expect(env).toMatchObject({ DEPLOY_TOKEN: secret, MODE: 'agent', GRAFT_AGENT_ID: a.id });
+    // And in the desired set of a reconnect.
+    const again = await online(b, { inventory: [] });
+    expect(again.welcomes[0]?.desired.find((d) => d.agentId === a.id)?.spec.env.DEPLOY_TOKEN).toBe(secret);
+    // Never in what the API says about the agent, nor in the hub's logs.
+    expect(JSON.stringify(await admin.getAgent(a.id))).not.toContain(secret);
+    expect(JSON.stringify(await admin.listAgents({ projectId: own }))).not.toContain(secret);
+    expect(fx.hub.output()).not.toContain(secret);
+  });
+
   it('names runtime, labels, draining and capacity as reasons, and honours an explicit brokerId', async () => {
     const b = await joined({ autoProvide: true, labels: { gpu: 'a100' } }, 1);
     // The hello's capacity is what counts (it may differ from the join's).
