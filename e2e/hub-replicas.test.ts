@@ -87,7 +87,8 @@ describe('hub replicas on one database', () => {
       // Replica b places the agent on the broker (the database says it is connected) but cannot reach its tunnel.
       const agent = await onB.createAgent({ projectId: project.id, name: 'a', template: 't' });
       expect(agent.brokerId).toBe(joined.brokerId);
-      expect(b.logs.some((l) => l.event === 'dispatch.deferred' && l.agentId === agent.id)).toBe(true);
+      // The create goes out after the 201, so its outcome is logged a moment later.
+      await waitUntil(async () => b.logs.some((l) => l.event === 'dispatch.deferred' && l.agentId === agent.id), 5_000);
       // Replica a, which holds the tunnel, sends the unconfirmed generation (after 5 s, on its 10 s sweep).
       await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === agent.id && c.command === 'create'), 20_000);
       await waitUntil(async () => (await onB.getAgent(agent.id)).phase === 'running', 5_000);

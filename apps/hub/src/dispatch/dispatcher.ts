@@ -231,17 +231,7 @@ export class Dispatcher {
   async redeliver(): Promise<void> {
     const local = this.router?.localBrokerIds() ?? [];
     if (local.length === 0) return;
-    const waiting = await this.deps.db
-      .selectFrom('agent_messages as m')
-      .innerJoin('agents as a', 'a.id', 'm.agent_id')
-      .select('m.agent_id')
-      .distinct()
-      .where('m.state', '=', 'pending')
-      .where('a.phase', '=', 'running')
-      .where('a.broker_id', 'in', local)
-      .limit(PLACEMENT_BATCH)
-      .execute();
-    for (const { agent_id } of waiting) void this.deliverMessages(agent_id);
+    await this.deliverWaitingMessages(local);
     const stale = await this.deps.db
       .selectFrom('agents')
       .select('id')
@@ -342,6 +332,11 @@ export class Dispatcher {
 
   /** The broker has its desired set: messages that waited for its agents while it was away can go. */
   async brokerWelcomed(brokerId: string): Promise<void> {
+    await this.deliverWaitingMessages([brokerId]);
+  }
+
+  /** Starts delivery for every running agent of these brokers that has messages waiting. */
+  private async deliverWaitingMessages(brokerIds: string[]): Promise<void> {
     const waiting = await this.deps.db
       .selectFrom('agent_messages as m')
       .innerJoin('agents as a', 'a.id', 'm.agent_id')
@@ -349,7 +344,8 @@ export class Dispatcher {
       .distinct()
       .where('m.state', '=', 'pending')
       .where('a.phase', '=', 'running')
-      .where('a.broker_id', '=', brokerId)
+      .where('a.broker_id', 'in', brokerIds)
+      .limit(PLACEMENT_BATCH)
       .execute();
     for (const { agent_id } of waiting) void this.deliverMessages(agent_id);
   }
