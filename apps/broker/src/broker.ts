@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import type { Logger } from '@graft/log';
 import { AgentRecords } from './agent-records.js';
 import { AgentSupervisor } from './agent-supervisor.js';
-import { withBinOnPath, writeAgentToolShim } from './agent-tool-shim.js';
+import { findAgentTool, withBinOnPath, writeAgentToolShim } from './agent-tool-shim.js';
 import { registerAndJoin } from './bootstrap.js';
 import { createBrokerMetrics } from './broker-metrics.js';
 import type { BrokerConfig } from './config.js';
@@ -25,10 +25,7 @@ export interface RunningBroker {
   revoked: Promise<string>;
 }
 
-/** Process environment the agents inherit (PATH, HOME, ...), passed in by main.ts. */
-export type BaseEnv = Record<string, string>;
-
-/** Files main.ts resolves for the broker to hand to agents. */
+/** Files the broker hands to agents; found as a dependency unless given (tests give them). */
 export interface BrokerTools {
   /** The built `graft-agent` entry point (`@graft/agent/main`); without it agents get no `graft-agent`. */
   agentMain?: string | undefined;
@@ -36,8 +33,18 @@ export interface BrokerTools {
   nodePath?: string | undefined;
 }
 
+/** The built `graft-agent`, found like any dependency; an unbuilt one is reported, not fatal. */
+function defaultTools(log: Logger): BrokerTools {
+  const tool = findAgentTool();
+  if ('missing' in tool) {
+    log.warn('broker.agent_tool_missing', { reason: tool.missing });
+    return {};
+  }
+  return { agentMain: tool.agentMain, nodePath: process.execPath };
+}
+
 /** Starts the broker: credentials (or first-start registration), runtimes, records, local API, tunnel. */
-export async function startBroker(config: BrokerConfig, baseEnv: BaseEnv, log: Logger, tools: BrokerTools = {}): Promise<RunningBroker> {
+export async function startBroker(config: BrokerConfig, log: Logger, tools: BrokerTools = defaultTools(log)): Promise<RunningBroker> {
   let credentials: BrokerCredentials;
   try {
     credentials = readBrokerCredentials(config.dataDir);
@@ -45,11 +52,11 @@ export async function startBroker(config: BrokerConfig, baseEnv: BaseEnv, log: L
     if (!(err instanceof CredentialsError && err.code === 'credentials_missing' && config.bootstrap)) throw err;
     credentials = await registerAndJoin(config, config.bootstrap, BROKER_VERSION, log);
   }
-  let agentEnv = baseEnv;
+  let agentEnv = config.agents.baseEnv;
   if (tools.agentMain !== undefined) {
     const binDir = join(config.dataDir, 'bin');
     const shim = await writeAgentToolShim(binDir, tools.nodePath ?? process.execPath, tools.agentMain);
-    agentEnv = withBinOnPath(baseEnv, binDir);
+    agentEnv = withBinOnPath(agentEnv, binDir);
     log.info('broker.agent_tool_ready', { shim, agentMain: tools.agentMain });
   }
   const runtimes = new Map<string, AgentRuntime>();

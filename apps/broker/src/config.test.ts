@@ -17,6 +17,11 @@ describe('loadBrokerConfig', () => {
     expect(c.agents).toMatchObject({ runtimes: ['process'], maxAgents: 7 });
   });
 
+  it("passes agents only PATH, HOME, LANG and TZ of the broker's environment", () => {
+    const c = loadBrokerConfig({ PATH: '/bin', HOME: '/root', TZ: 'UTC', GRAFT_BROKER_BOOTSTRAP_HUB_URL: 'http://hub', GRAFT_BROKER_BOOTSTRAP_TOKEN: 'secret' });
+    expect(c.agents.baseEnv).toEqual({ PATH: '/bin', HOME: '/root', TZ: 'UTC' });
+  });
+
   it('names each bad variable', () => {
     const bad = (env: Record<string, string>) => {
       try {

@@ -59,11 +59,15 @@ export interface BrokerConfig {
   dataDir: string;
   hostname: string;
   api: { host: string; port: number };
-  agents: { runtimes: BrokerRuntime[]; maxAgents: number; stopGraceMs: number };
+  /** `baseEnv`: what agents inherit from the broker's environment (PATH, HOME, LANG, TZ). */
+  agents: { runtimes: BrokerRuntime[]; maxAgents: number; stopGraceMs: number; baseEnv: Record<string, string> };
   tunnel: { backoffBaseMs: number; backoffMaxMs: number };
   bootstrap: { hubUrl: string; adminToken: string; name: string | undefined } | undefined;
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
 }
+
+/** Variables of the broker's own environment that agents inherit; nothing else of it reaches them. */
+const INHERITED_ENV = ['PATH', 'HOME', 'LANG', 'TZ'] as const;
 
 /** A configuration problem, reported as one line per bad variable. */
 export class BrokerConfigError extends Error {
@@ -90,7 +94,12 @@ export function loadBrokerConfig(env: Readonly<Record<string, string | undefined
     dataDir: e.GRAFT_BROKER_DATA_DIR,
     hostname: e.GRAFT_BROKER_HOSTNAME,
     api: { host: e.GRAFT_BROKER_HOST, port: e.GRAFT_BROKER_PORT },
-    agents: { runtimes: e.GRAFT_BROKER_RUNTIMES, maxAgents: e.GRAFT_BROKER_MAX_AGENTS, stopGraceMs: e.GRAFT_BROKER_STOP_GRACE_MS },
+    agents: {
+      runtimes: e.GRAFT_BROKER_RUNTIMES,
+      maxAgents: e.GRAFT_BROKER_MAX_AGENTS,
+      stopGraceMs: e.GRAFT_BROKER_STOP_GRACE_MS,
+      baseEnv: Object.fromEntries(INHERITED_ENV.flatMap((name) => (env[name] ? [[name, env[name]]] : []))),
+    },
     tunnel: { backoffBaseMs: e.GRAFT_BROKER_BACKOFF_BASE_MS, backoffMaxMs: e.GRAFT_BROKER_BACKOFF_MAX_MS },
     bootstrap:
       e.GRAFT_BROKER_BOOTSTRAP_HUB_URL && e.GRAFT_BROKER_BOOTSTRAP_TOKEN

@@ -1,6 +1,5 @@
 #!/usr/bin/env node
 import { createLogger } from '@graft/log';
-import { findAgentTool } from './agent-tool-shim.js';
 import { startBroker } from './broker.js';
 import { BrokerConfigError, loadBrokerConfig } from './config.js';
 import { CredentialsError } from './credentials.js';
@@ -18,14 +17,9 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = createLogger({ level: config.log.level, base: { service: 'graft-broker' } });
-  const baseEnv = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && ['PATH', 'HOME', 'LANG', 'TZ'].includes(e[0])));
-  // The agent tool is found like any dependency; an unbuilt one is reported, not fatal.
-  const tool = findAgentTool();
-  if ('missing' in tool) log.warn('broker.agent_tool_missing', { reason: tool.missing });
-  const agentMain = 'agentMain' in tool ? tool.agentMain : undefined;
   let broker: Awaited<ReturnType<typeof startBroker>>;
   try {
-    broker = await startBroker(config, baseEnv, log, { agentMain, nodePath: process.execPath });
+    broker = await startBroker(config, log);
   } catch (err) {
     if (err instanceof CredentialsError) {
       process.stderr.write(`graft-broker: ${err.message}\n`);

@@ -311,14 +311,9 @@ Example:
       }
       const { createLogger } = await import('@graft/log');
       const log = createLogger({ level: config.log.level, base: { service: 'graft-broker' } });
-      const baseEnv = Object.fromEntries(
-        Object.entries(ctx.env.hubEnv).filter((e): e is [string, string] => e[1] !== undefined && ['PATH', 'HOME', 'LANG', 'TZ'].includes(e[0])),
-      );
       let running: Awaited<ReturnType<typeof brokerModule.startBroker>>;
       try {
-        const tool = brokerModule.findAgentTool();
-        if ('missing' in tool) log.warn('broker.agent_tool_missing', { reason: tool.missing });
-        running = await brokerModule.startBroker(config, baseEnv, log, 'agentMain' in tool ? { agentMain: tool.agentMain, nodePath: process.execPath } : {});
+        running = await brokerModule.startBroker(config, log);
       } catch (err) {
         if (err instanceof brokerModule.CredentialsError) throw new CliError(err.code, err.message);
         throw err;
