@@ -25,6 +25,7 @@ function node(dataDir = mkdtempSync(join(tmpdir(), 'graft-supervisor-')), maxAge
     runtimes: new Map([['process', runtime]]),
     maxAgents,
     stopGraceMs: 300,
+    gitEnv: { PATH: process.env.PATH ?? '/usr/bin:/bin' },
     metrics: createBrokerMetrics(() => new Map()),
     log: quiet,
   });
@@ -45,7 +46,7 @@ function desired(command: string[], over: Partial<DesiredAgent> = {}): DesiredAg
     resume: false,
     observedPhase: 'created',
     observedGeneration: 0,
-    spec: { projectId: agentId, name: `a${n}`, harness: 'command', runtime: 'process', image: null, command, env: { GREETING: 'hi' }, task: null, labels: {} },
+    spec: { projectId: agentId, name: `a${n}`, harness: 'command', runtime: 'process', image: null, command, env: { GREETING: 'hi' }, task: null, labels: {}, network: true, resources: {}, repository: null },
     ...over,
   };
 }

@@ -2,6 +2,7 @@ import type { Logger } from '@graft/log';
 import type { CommandErrorCode, CommandName, DesiredAgent, ObservedAgent, Phase } from '@graft/protocol';
 import type { AgentRecord, AgentRecords } from './agent-records.js';
 import type { BrokerMetrics } from './broker-metrics.js';
+import { cloneRepository, DEFAULT_CLONE_TIMEOUT_MS, isEmptyDir } from './git-clone.js';
 import type { AgentRuntime, RuntimeExit } from './runtime/agent-runtime.js';
 
 /** Phases in which an agent holds one of the broker's slots. */
@@ -22,6 +23,10 @@ export interface SupervisorDeps {
   runtimes: ReadonlyMap<string, AgentRuntime>;
   maxAgents: number;
   stopGraceMs: number;
+  /** Environment of the broker's own git when it clones a project (PATH, HOME). */
+  gitEnv: Record<string, string>;
+  /** How long a clone may take (default 10 min). */
+  cloneTimeoutMs?: number;
   metrics: BrokerMetrics;
   log: Logger;
 }
@@ -208,8 +213,18 @@ export class AgentSupervisor {
     try {
       let r = this.report(record, { phase: 'provisioning', detail: null, exitCode: null });
       await runtime.prepare(r.agentId, r.spec, { fresh: options.fresh });
+      const workspace = runtime.workspace(r.agentId);
+      const repository = r.spec.repository;
+      if (repository !== null && (await isEmptyDir(workspace))) {
+        r = this.report(r, { phase: 'cloning', detail: null, exitCode: null });
+        const cloned = await cloneRepository(repository, workspace, { env: this.deps.gitEnv, timeoutMs: this.deps.cloneTimeoutMs ?? DEFAULT_CLONE_TIMEOUT_MS });
+        if (!cloned.ok) {
+          this.deps.log.warn('agent.clone_failed', { agentId: r.agentId, repository, reason: cloned.message });
+          return this.report(r, { phase: 'error', detail: `git clone failed: ${cloned.message}`.slice(0, MAX_DETAIL), exitCode: null });
+        }
+      }
       r = this.report(r, { phase: 'starting', detail: null, exitCode: null });
-      await runtime.start(r.agentId, r.spec, { resume: options.resume });
+      await runtime.start(r.agentId, r.spec, { resume: options.resume, generation: r.generation });
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.deps.metrics.runtimeStart.observe({ runtime: runtime.name }, ms / 1000);
       // `ms` (prepare + start, as in the histogram) lets `pnpm bench:dispatch` split dispatch latency per agent.

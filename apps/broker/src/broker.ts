@@ -74,6 +74,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
     runtimes,
     maxAgents: config.agents.maxAgents,
     stopGraceMs: config.agents.stopGraceMs,
+    gitEnv: config.agents.baseEnv,
     metrics,
     log: log.child({ component: 'supervisor' }),
   });

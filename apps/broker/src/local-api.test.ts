@@ -25,7 +25,7 @@ const agent: DesiredAgent = {
   resume: false,
   observedPhase: 'created',
   observedGeneration: 0,
-  spec: { projectId: brokerId, name: 'local', harness: 'command', runtime: 'process', image: null, command: ['sleep', '30'], env: {}, task: null, labels: {} },
+  spec: { projectId: brokerId, name: 'local', harness: 'command', runtime: 'process', image: null, command: ['sleep', '30'], env: {}, task: null, labels: {}, network: true, resources: {}, repository: null },
 };
 
 function post(body: string, headers: Record<string, string>) {
@@ -38,7 +38,7 @@ beforeAll(async () => {
   dataDir = mkdtempSync(join(tmpdir(), 'graft-local-api-'));
   runtime = new ProcessRuntime({ rootDir: join(dataDir, 'agents'), baseEnv: { PATH: '/usr/bin:/bin' }, log: quiet });
   const metrics = createBrokerMetrics(() => new Map([['running', 1]]));
-  const supervisor = new AgentSupervisor({ records: new AgentRecords(dataDir), runtimes: new Map([['process', runtime]]), maxAgents: 4, stopGraceMs: 200, metrics, log: quiet });
+  const supervisor = new AgentSupervisor({ records: new AgentRecords(dataDir), runtimes: new Map([['process', runtime]]), maxAgents: 4, stopGraceMs: 200, gitEnv: {}, metrics, log: quiet });
   api = await startLocalApi({ host: '127.0.0.1', port: 0, brokerId, secretKey, supervisor, metrics, tunnelUp: () => false, version: 'test', log: quiet });
 });
 

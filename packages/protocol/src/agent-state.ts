@@ -37,7 +37,7 @@ export const DesiredState = z.enum(['running', 'suspended', 'stopped', 'deleted'
 export type DesiredState = z.infer<typeof DesiredState>;
 
 /** Why an agent is still waiting for a broker. */
-export const PendingReason = z.enum(['no_broker', 'no_capacity', 'draining', 'not_allowed', 'no_runtime', 'no_labels']);
+export const PendingReason = z.enum(['no_broker', 'no_capacity', 'draining', 'not_allowed', 'no_runtime', 'no_isolation', 'no_limits', 'no_labels']);
 /** Why an agent is still waiting for a broker. */
 export type PendingReason = z.infer<typeof PendingReason>;
 

@@ -11,3 +11,4 @@ export * from './templates.js';
 export * from './request-signing.js';
 export * from './nonce-cache.js';
 export * from './tunnel.js';
+export * from './runtime-capabilities.js';

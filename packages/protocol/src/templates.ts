@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { BrokerRuntime } from './brokers.js';
 import { EnvVars, ResourceName, Uuid } from './ids.js';
 
 /** How an agent's tool is started and how its hooks map to activity. */
@@ -16,8 +17,10 @@ export type Resources = z.infer<typeof Resources>;
 
 /** What a broker must offer to run this template. */
 export const Requirements = z.strictObject({
-  runtime: z.enum(['docker', 'bwrap', 'process']).optional(),
+  /** Same as the template's top-level `runtime` (kept for templates written before it). */
+  runtime: BrokerRuntime.optional(),
   labels: z.record(z.string().min(1).max(63), z.string().max(255)).optional(),
+  /** Same as the template's top-level `network` (kept for templates written before it). */
   network: z.boolean().optional(),
 });
 /** What a broker must offer to run this template. */
@@ -26,6 +29,10 @@ export type Requirements = z.infer<typeof Requirements>;
 /** The content of one template version. */
 export const TemplateSpec = z.strictObject({
   harness: Harness,
+  /** The runtime to run in; without it `docker` when `image` is set, else whatever the broker offers. */
+  runtime: BrokerRuntime.optional(),
+  /** Whether the agent may reach the network (default true); without it the agent still reaches the hub through its broker. */
+  network: z.boolean().optional(),
   image: z.string().min(1).max(512).optional(),
   command: z.array(z.string().max(4096)).min(1).max(256).optional(),
   env: EnvVars.optional(),

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { DesiredState, Phase } from './agent-state.js';
 import { BrokerRuntime } from './brokers.js';
 import { EnvVars, Labels, Uuid } from './ids.js';
-import { Harness } from './templates.js';
+import { Harness, Resources } from './templates.js';
 
 /** The tunnel protocol version this code speaks; see PROTOCOL.md "Version negotiation". */
 export const TUNNEL_PROTOCOL_VERSION = 1;
@@ -47,6 +47,12 @@ export const AgentSpec = z.strictObject({
   env: EnvVars,
   task: z.string().max(100_000).nullable(),
   labels: Labels,
+  /** Whether the agent may reach the network; without it, it reaches the hub only through its broker. */
+  network: z.boolean(),
+  /** Limits the runtime must apply (placement only sends agents to runtimes that can). */
+  resources: Resources,
+  /** The project's git remote, cloned into the workspace in the `cloning` phase; null: empty workspace. */
+  repository: z.string().max(2048).nullable(),
 });
 /** One agent as a broker must run it. */
 export type AgentSpec = z.infer<typeof AgentSpec>;

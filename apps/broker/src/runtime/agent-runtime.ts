@@ -10,6 +10,25 @@ export type RuntimeState =
   /** The process ended by itself; `exitCode` is null when it died from a signal or the code was lost. */
   | { state: 'exited'; exitCode: number | null; signal: string | null; finishedAt: string };
 
+/** What `exec` answers: the command's exit code (null when killed) and its output (stdout and stderr interleaved). */
+export interface ExecResult {
+  exitCode: number | null;
+  output: string;
+}
+
+/**
+ * What the broker hands every agent whatever its runtime (DESIGN §5): the `graft-agent` tool and
+ * the hub relay socket, so an agent without network still reaches the hub. Adapters make both
+ * visible inside the agent (bind mounts into sandboxes and containers) and set PATH and
+ * GRAFT_HUB_SOCKET to where the agent sees them.
+ */
+export interface AgentTools {
+  /** Host directory holding the `graft-agent` executable (a self-contained Node script). */
+  binDir: string;
+  /** Host directory holding the relay socket `hub.sock` (a directory, so a broker restart that recreates the socket reaches running agents). */
+  runDir: string;
+}
+
 /** How an agent's run ended, reported once per run to `onExit` listeners. */
 export interface RuntimeExit {
   agentId: string;
@@ -31,8 +50,12 @@ export interface AgentRuntime {
    * a stopped/error agent); without it an existing workspace is kept (resume of a suspended agent).
    */
   prepare(agentId: string, spec: AgentSpec, options: { fresh: boolean }): Promise<void>;
-  /** Starts the agent's process in its prepared workspace; resolves once it runs. */
-  start(agentId: string, spec: AgentSpec, options: { resume: boolean }): Promise<void>;
+  /**
+   * Starts the agent's process in its prepared workspace; resolves once it runs. Refuses (throws) a
+   * spec it cannot honour: `network: false` or `resources` beyond RUNTIME_CAPABILITIES[name].
+   * `generation` labels the run, so a restarted broker knows which generation it belongs to.
+   */
+  start(agentId: string, spec: AgentSpec, options: { resume: boolean; generation: number }): Promise<void>;
   /** Stops the agent's process (SIGTERM, then SIGKILL after `graceMs`); resolves once it is gone. Keeps the workspace. */
   stop(agentId: string, options: { graceMs: number }): Promise<void>;
   /** Stops the agent if needed and removes everything it had on the node. */
@@ -41,6 +64,13 @@ export interface AgentRuntime {
   inspect(agentId: string): Promise<RuntimeState>;
   /** Ids of every agent this runtime holds on the node, including ones an earlier broker process started. */
   list(): Promise<string[]>;
+  /** Host path of the agent's workspace (where the broker clones the project before start). */
+  workspace(agentId: string): string;
+  /**
+   * Runs a command inside the running agent's environment (its container or sandbox, in its
+   * workspace, with `env` added); throws when the agent does not run. Killed after `timeoutMs`.
+   */
+  exec(agentId: string, command: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<ExecResult>;
   /** The last `lines` lines of the agent's output (stdout and stderr interleaved), for error details. */
   tail(agentId: string, lines: number): Promise<string>;
   /** Delivers a message to the agent (DESIGN §4 `message`). */

@@ -8,7 +8,7 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '@graft/log';
 import type { AgentSpec } from '@graft/protocol';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentRuntime, RuntimeExit } from './agent-runtime.js';
+import type { AgentRuntime, AgentTools, RuntimeExit } from './agent-runtime.js';
 import { ProcessRuntime } from './process-runtime.js';
 import { type RuntimeUnderTest, runtimeContract } from './runtime-contract.js';
 
@@ -33,13 +33,13 @@ interface ProcessSubject extends RuntimeUnderTest {
   logLines: string[];
 }
 
-async function makeProcessRuntime(): Promise<ProcessSubject> {
+async function makeProcessRuntime(tools?: AgentTools): Promise<ProcessSubject> {
   const rootDir = await mkdtemp(join(tmpdir(), 'graft-process-runtime-'));
   const logLines: string[] = [];
   const log = createLogger({ level: 'debug', sink: (line) => logLines.push(line) });
   const instances: ProcessRuntime[] = [];
   const open = (removeGraceMs?: number) => {
-    const runtime = new ProcessRuntime({ rootDir, baseEnv: BASE_ENV, log, pollIntervalMs: 50, removeGraceMs });
+    const runtime = new ProcessRuntime({ rootDir, baseEnv: BASE_ENV, log, pollIntervalMs: 50, removeGraceMs, ...(tools ? { tools } : {}) });
     instances.push(runtime);
     return runtime;
   };
@@ -98,12 +98,15 @@ describe('ProcessRuntime', () => {
     env,
     task: null,
     labels: {},
+    network: true,
+    resources: {},
+    repository: null,
   });
 
   const launch = async (runtime: AgentRuntime, script: string, env: Record<string, string> = {}) => {
     const id = randomUUID();
     await runtime.prepare(id, spec(['sh', '-c', script], env), { fresh: false });
-    await runtime.start(id, spec(['sh', '-c', script], env), { resume: false });
+    await runtime.start(id, spec(['sh', '-c', script], env), { resume: false, generation: 1 });
     return id;
   };
 
@@ -147,10 +150,10 @@ describe('ProcessRuntime', () => {
   it('refuses to start without a command, or before prepare, or with an unsafe agent id', async () => {
     const id = randomUUID();
     await rt.prepare(id, spec(null), { fresh: false });
-    await expect(rt.start(id, spec(null), { resume: false })).rejects.toThrow(/no command/);
-    await expect(rt.start(id, spec([]), { resume: false })).rejects.toThrow(/no command/);
+    await expect(rt.start(id, spec(null), { resume: false, generation: 1 })).rejects.toThrow(/no command/);
+    await expect(rt.start(id, spec([]), { resume: false, generation: 1 })).rejects.toThrow(/no command/);
     expect(await rt.inspect(id)).toEqual({ state: 'idle' });
-    await expect(rt.start(randomUUID(), spec(['true']), { resume: false })).rejects.toThrow(/not prepared/);
+    await expect(rt.start(randomUUID(), spec(['true']), { resume: false, generation: 1 })).rejects.toThrow(/not prepared/);
     await expect(rt.prepare('../escape', spec(['true']), { fresh: false })).rejects.toThrow(/invalid agent id/);
     expect(existsSync(join(subject.rootDir, '..', 'escape'))).toBe(false);
   });
@@ -241,7 +244,7 @@ describe('ProcessRuntime', () => {
     const found = await reopened.inspect(id);
     expect(found.state).toBe('running');
     if (before.state === 'running' && found.state === 'running') expect(found.pid).toBe(before.pid);
-    await reopened.start(id, spec(['sh', '-c', 'echo started; sleep 30']), { resume: false });
+    await reopened.start(id, spec(['sh', '-c', 'echo started; sleep 30']), { resume: false, generation: 1 });
     await delay(100);
     expect(await reopened.tail(id, 10)).toBe('started');
     await reopened.stop(id, { graceMs: 200 });
@@ -277,7 +280,7 @@ describe('ProcessRuntime', () => {
     const record = { runId: randomUUID(), pid: null, identity: null, startedAt: new Date().toISOString(), resume: false, stopping: false };
     await writeFile(runFile(id), JSON.stringify(record));
     expect(await rt.inspect(id)).toEqual({ state: 'idle' });
-    await rt.start(id, spec(['sh', '-c', 'exit 2']), { resume: false });
+    await rt.start(id, spec(['sh', '-c', 'exit 2']), { resume: false, generation: 1 });
     expect(
       await waitFor(
         () => rt.inspect(id),

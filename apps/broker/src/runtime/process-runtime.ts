@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger, type Logger } from '@graft/log';
 import type { AgentSpec } from '@graft/protocol';
-import type { AgentRuntime, RuntimeExit, RuntimeState } from './agent-runtime.js';
+import type { AgentRuntime, AgentTools, ExecResult, RuntimeExit, RuntimeState } from './agent-runtime.js';
+import { runCaptured } from './run-captured.js';
+import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link ProcessRuntime}. */
 export interface ProcessRuntimeOptions {
@@ -20,7 +22,11 @@ export interface ProcessRuntimeOptions {
   pollIntervalMs?: number;
   /** Grace between SIGTERM and SIGKILL when `remove` finds the agent running. */
   removeGraceMs?: number;
+  /** The broker's `graft-agent` and relay socket; agents get the bin dir first on PATH and GRAFT_HUB_SOCKET. */
+  tools?: AgentTools;
 }
+
+const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
 
 /**
  * Runs "$@" in a subshell (so a command named like a shell builtin, e.g. `exit` or `exec`, cannot end
@@ -151,6 +157,7 @@ export class ProcessRuntime implements AgentRuntime {
   private readonly log: Logger;
   private readonly pollIntervalMs: number;
   private readonly removeGraceMs: number;
+  private readonly tools: AgentTools | undefined;
   private readonly procfs: boolean;
   private readonly bootId: string;
   private readonly tracked = new Map<string, TrackedRun>();
@@ -167,6 +174,7 @@ export class ProcessRuntime implements AgentRuntime {
     this.log = (options.log ?? createLogger()).child({ component: 'process-runtime' });
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
     this.removeGraceMs = options.removeGraceMs ?? 2_000;
+    this.tools = options.tools;
     this.procfs = existsSync('/proc/self/stat');
     this.bootId = this.procfs && existsSync('/proc/sys/kernel/random/boot_id') ? readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : '';
   }
@@ -190,7 +198,8 @@ export class ProcessRuntime implements AgentRuntime {
     await mkdir(join(dir, 'workspace'), { recursive: true });
   }
 
-  async start(agentId: string, spec: AgentSpec, options: { resume: boolean }): Promise<void> {
+  async start(agentId: string, spec: AgentSpec, options: { resume: boolean; generation: number }): Promise<void> {
+    refuseUnsupported(this.name, spec);
     const dir = this.agentDir(agentId);
     const command = spec.command;
     if (command === null || command.length === 0) {
@@ -207,7 +216,7 @@ export class ProcessRuntime implements AgentRuntime {
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
     await this.writeRun(agentId, record);
 
-    const env: Record<string, string> = { ...this.baseEnv, ...spec.env, GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: join(dir, 'inbox.jsonl') };
+    const env: Record<string, string> = { ...this.agentEnv(spec.env), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: join(dir, 'inbox.jsonl') };
     if (options.resume) env.GRAFT_RESUME = '1';
     else delete env.GRAFT_RESUME;
 
@@ -244,7 +253,18 @@ export class ProcessRuntime implements AgentRuntime {
     } finally {
       markReady();
     }
-    this.log.info('agent.started', { agentId, runId: record.runId, pid, resume: options.resume });
+    this.log.info('agent.started', { agentId, runId: record.runId, pid, resume: options.resume, generation: options.generation });
+  }
+
+  workspace(agentId: string): string {
+    return join(this.agentDir(agentId), 'workspace');
+  }
+
+  async exec(agentId: string, command: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<ExecResult> {
+    if ((await this.inspect(agentId)).state !== 'running') throw new Error(`agent ${agentId} is not running on this node`);
+    const workspace = this.workspace(agentId);
+    const env = { ...this.agentEnv(options.env ?? {}), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: join(this.agentDir(agentId), 'inbox.jsonl') };
+    return runCaptured(command, { cwd: workspace, env, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
   }
 
   async stop(agentId: string, options: { graceMs: number }): Promise<void> {
@@ -360,6 +380,14 @@ export class ProcessRuntime implements AgentRuntime {
     this.poller = null;
     this.tracked.clear();
     this.listeners = [];
+  }
+
+  /** The base env, then the agent's own, then the tools: `graft-agent` first on PATH and the relay socket. */
+  private agentEnv(env: Record<string, string>): Record<string, string> {
+    const merged = { ...this.baseEnv, ...env };
+    if (this.tools === undefined) return merged;
+    const path = merged.PATH ?? '/usr/local/bin:/usr/bin:/bin';
+    return { ...merged, PATH: path === '' ? this.tools.binDir : `${this.tools.binDir}:${path}`, GRAFT_HUB_SOCKET: join(this.tools.runDir, 'hub.sock') };
   }
 
   private agentDir(agentId: string): string {

@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
-import type { AgentSpec } from '@graft/protocol';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentRuntime, RuntimeExit, RuntimeState } from './agent-runtime.js';
+import { type AgentSpec, RUNTIME_CAPABILITIES, type Resources } from '@graft/protocol';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import type { AgentRuntime, AgentTools, RuntimeExit, RuntimeState } from './agent-runtime.js';
 
 /**
  * What a contract factory hands the suite: a runtime on empty node state, a way to open a second
@@ -36,13 +40,34 @@ async function waitFor<T>(what: string, probe: () => Promise<T> | T, accept: (va
  * called before each test. Agents run `sh -c` scripts; the suite observes them only through the port
  * (output via tail(), files via later runs in the same workspace), so any adapter can run it.
  */
-export function runtimeContract(name: string, makeRuntime: () => Promise<RuntimeUnderTest>): void {
+export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) => Promise<RuntimeUnderTest>): void {
   describe(`AgentRuntime contract: ${name}`, () => {
     let subject: RuntimeUnderTest;
     let rt: AgentRuntime;
+    let toolsRoot: string;
+    let tools: AgentTools;
+    let relay: Server;
+
+    // The broker's agent tools, stood in for: a `graft-agent` that only answers, and a listening relay socket.
+    beforeAll(async () => {
+      toolsRoot = await mkdtemp(join(tmpdir(), 'graft-contract-tools-'));
+      await chmod(toolsRoot, 0o755);
+      tools = { binDir: join(toolsRoot, 'bin'), runDir: join(toolsRoot, 'run') };
+      for (const dir of [tools.binDir, tools.runDir]) await mkdir(dir, { mode: 0o755 });
+      await writeFile(join(tools.binDir, 'graft-agent'), '#!/bin/sh\necho "graft-agent here: $*"\n', { mode: 0o755 });
+      await chmod(join(tools.binDir, 'graft-agent'), 0o755);
+      relay = createServer((socket) => socket.end('relay here\n'));
+      await new Promise<void>((resolve) => relay.listen(join(tools.runDir, 'hub.sock'), resolve));
+      await chmod(join(tools.runDir, 'hub.sock'), 0o777);
+    });
+
+    afterAll(async () => {
+      await new Promise<void>((resolve) => relay.close(() => resolve()));
+      await rm(toolsRoot, { recursive: true, force: true });
+    });
 
     beforeEach(async () => {
-      subject = await makeRuntime();
+      subject = await makeRuntime(tools);
       rt = subject.runtime;
     });
 
@@ -50,7 +75,7 @@ export function runtimeContract(name: string, makeRuntime: () => Promise<Runtime
       await subject.cleanup();
     });
 
-    const spec = (script: string, env: Record<string, string> = {}): AgentSpec => ({
+    const spec = (script: string, env: Record<string, string> = {}, extra: Partial<AgentSpec> = {}): AgentSpec => ({
       projectId: randomUUID(),
       name: 'contract-agent',
       harness: 'command',
@@ -60,15 +85,25 @@ export function runtimeContract(name: string, makeRuntime: () => Promise<Runtime
       env,
       task: null,
       labels: {},
+      network: true,
+      resources: {},
+      repository: null,
+      ...extra,
     });
 
-    const launch = async (runtime: AgentRuntime, script: string, options: { env?: Record<string, string>; resume?: boolean; id?: string } = {}) => {
+    const launch = async (
+      runtime: AgentRuntime,
+      script: string,
+      options: { env?: Record<string, string>; resume?: boolean; id?: string; extra?: Partial<AgentSpec>; generation?: number } = {},
+    ) => {
       const id = options.id ?? randomUUID();
-      const s = spec(script, options.env);
+      const s = spec(script, options.env, options.extra);
       await runtime.prepare(id, s, { fresh: false });
-      await runtime.start(id, s, { resume: options.resume ?? false });
+      await runtime.start(id, s, { resume: options.resume ?? false, generation: options.generation ?? 1 });
       return id;
     };
+
+    const capabilities = RUNTIME_CAPABILITIES[name as keyof typeof RUNTIME_CAPABILITIES];
 
     const exited = (runtime: AgentRuntime, id: string) =>
       waitFor(`${id} to exit`, () => runtime.inspect(id), (s) => s.state === 'exited') as Promise<Extract<RuntimeState, { state: 'exited' }>>;
@@ -167,8 +202,8 @@ export function runtimeContract(name: string, makeRuntime: () => Promise<Runtime
       const id = randomUUID();
       const s = spec('echo started; sleep 30');
       await rt.prepare(id, s, { fresh: false });
-      await rt.start(id, s, { resume: false });
-      await rt.start(id, s, { resume: false });
+      await rt.start(id, s, { resume: false, generation: 1 });
+      await rt.start(id, s, { resume: false, generation: 1 });
       await waitFor('the agent to print', () => outputLines(rt, id), (lines) => lines.length > 0);
       await delay(150);
       expect(await outputLines(rt, id)).toEqual(['started']);
@@ -186,7 +221,7 @@ export function runtimeContract(name: string, makeRuntime: () => Promise<Runtime
 
       await rt.prepare(id, spec(check), { fresh: true });
       expect(await rt.inspect(id)).toEqual({ state: 'idle' });
-      await rt.start(id, spec(check), { resume: false });
+      await rt.start(id, spec(check), { resume: false, generation: 2 });
       await exited(rt, id);
       expect(await outputLines(rt, id, 1)).toEqual(['marker: none']);
     });
@@ -271,5 +306,111 @@ export function runtimeContract(name: string, makeRuntime: () => Promise<Runtime
       expect(second).toHaveLength(1);
       expect(first).toEqual([]);
     });
+
+    it('workspace() is the host directory the agent works in', async () => {
+      const id = randomUUID();
+      await rt.prepare(id, spec('true'), { fresh: false });
+      await writeFile(join(rt.workspace(id), 'seeded'), 'seeded by the broker\n');
+      await rt.start(id, spec('cat seeded; echo made > made'), { resume: false, generation: 1 });
+      expect((await exited(rt, id)).exitCode).toBe(0);
+      expect(await outputLines(rt, id)).toEqual(['seeded by the broker']);
+      expect(await readFile(join(rt.workspace(id), 'made'), 'utf8')).toBe('made\n');
+    });
+
+    it('exec() runs a command in the running agent, in its workspace, with extra env, and reports its exit code', async () => {
+      const id = await launch(rt, `echo inside > marker; echo ready; ${WAIT_FOR_INBOX}`);
+      await waitFor('the agent to be ready', () => outputLines(rt, id), (lines) => lines.includes('ready'));
+      const result = await rt.exec(id, ['sh', '-c', 'cat marker; echo "extra=$EXTRA"; echo oops >&2; exit 3'], { env: { EXTRA: 'given' } });
+      expect(result.exitCode).toBe(3);
+      expect(result.output.trimEnd().split('\n').sort()).toEqual(['extra=given', 'inside', 'oops']);
+      expect(await outputLines(rt, id)).toEqual(['ready']);
+      await rt.deliver(id, 'done');
+      await exited(rt, id);
+      await expect(rt.exec(id, ['true'])).rejects.toThrow();
+      await expect(rt.exec(randomUUID(), ['true'])).rejects.toThrow();
+    });
+
+    it('exec() kills a command that outlives timeoutMs', async () => {
+      const id = await launch(rt, 'sleep 30');
+      const t0 = Date.now();
+      const result = await rt.exec(id, ['sh', '-c', 'echo started; sleep 30'], { timeoutMs: 300 });
+      expect(Date.now() - t0).toBeLessThan(5_000);
+      expect(result.exitCode).toBeNull();
+      expect(result.output).toContain('started');
+    });
+
+    it('gives every agent graft-agent on its PATH and the hub relay socket in GRAFT_HUB_SOCKET', async () => {
+      const id = await launch(rt, 'graft-agent status thinking; if [ -S "$GRAFT_HUB_SOCKET" ]; then echo "socket: yes"; else echo "socket: no"; fi');
+      expect((await exited(rt, id)).exitCode).toBe(0);
+      expect(await outputLines(rt, id)).toEqual(['graft-agent here: status thinking', 'socket: yes']);
+    });
+
+    /** Network interfaces the agent sees, from /proc/net/dev (no tool needed in the image). */
+    const interfacesScript = "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort";
+    const hostInterfaces = async () =>
+      (await readFile('/proc/net/dev', 'utf8'))
+        .split('\n')
+        .slice(2)
+        .map((l) => l.split(':')[0]?.trim() ?? '')
+        .filter((l) => l !== '')
+        .sort();
+
+    it('network: true gives the agent the node network', async () => {
+      const id = await launch(rt, interfacesScript);
+      await exited(rt, id);
+      const seen = await outputLines(rt, id);
+      expect(seen).toEqual(await hostInterfaces());
+      expect(seen.length).toBeGreaterThan(1);
+    });
+
+    if (capabilities?.isolatesNetwork) {
+      it('network: false leaves the agent only a loopback, and it still finds the relay socket', async () => {
+        const id = await launch(rt, `${interfacesScript}; [ -S "$GRAFT_HUB_SOCKET" ] && echo relay`, { extra: { network: false } });
+        await exited(rt, id);
+        expect(await outputLines(rt, id)).toEqual(['lo', 'relay']);
+      });
+    } else {
+      it('network: false is refused (this runtime cannot isolate the network)', async () => {
+        const id = randomUUID();
+        const s = spec('true', {}, { network: false });
+        await rt.prepare(id, s, { fresh: false });
+        await expect(rt.start(id, s, { resume: false, generation: 1 })).rejects.toThrow(/network/);
+        expect((await rt.inspect(id)).state).not.toBe('running');
+      });
+    }
+
+    const memoryScript =
+      'cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes';
+    const cpuScript =
+      'cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo "$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us) $(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us)"';
+    const limitCases: Array<[keyof Resources, Resources, string, (out: string[]) => void]> = [
+      ['memoryMb', { memoryMb: 64 }, memoryScript, (out) => expect(out).toEqual([String(64 * 1024 * 1024)])],
+      [
+        'cpus',
+        { cpus: 0.5 },
+        cpuScript,
+        (out) => {
+          const [quota, period] = (out[0] ?? '').split(' ').map(Number);
+          expect((quota ?? 0) / (period ?? 1)).toBeCloseTo(0.5, 3);
+        },
+      ],
+    ];
+    for (const [limit, resources, script, check] of limitCases) {
+      if (capabilities?.limits.includes(limit)) {
+        it(`applies resources.${limit}`, async () => {
+          const id = await launch(rt, script, { extra: { resources } });
+          expect((await exited(rt, id)).exitCode).toBe(0);
+          check(await outputLines(rt, id));
+        });
+      } else {
+        it(`refuses resources.${limit} (this runtime cannot apply it)`, async () => {
+          const id = randomUUID();
+          const s = spec('true', {}, { resources });
+          await rt.prepare(id, s, { fresh: false });
+          await expect(rt.start(id, s, { resume: false, generation: 1 })).rejects.toThrow(new RegExp(limit));
+          expect((await rt.inspect(id)).state).not.toBe('running');
+        });
+      }
+    }
   });
 }

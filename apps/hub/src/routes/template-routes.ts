@@ -24,9 +24,19 @@ import { uuidv7 } from '../domain/uuid.js';
 import type { HubContext } from '../hub-context.js';
 import { route, type RouteSpec } from '../http/route.js';
 
+/** The stored spec of a request body; `runtime`/`network` given both at the top and under `requirements` must agree. */
 function specOf(body: TemplateSpec): TemplateSpec {
-  const { harness, image, command, env, resources, requirements } = body;
-  return { harness, image, command, env, resources, requirements };
+  const { harness, runtime, network, image, command, env, resources, requirements } = body;
+  for (const key of ['runtime', 'network'] as const) {
+    const top = body[key];
+    const nested = requirements?.[key];
+    if (top !== undefined && nested !== undefined && top !== nested) {
+      throw new GraftError('validation_error', `invalid body: ${key} and requirements.${key} disagree (${JSON.stringify(top)} vs ${JSON.stringify(nested)}); give it once`, {
+        issues: [{ path: `body.${key}`, message: `disagrees with requirements.${key}`, code: 'custom' }],
+      });
+    }
+  }
+  return { harness, runtime, network, image, command, env, resources, requirements };
 }
 
 /** Checks the caller may read (`viewer`) or change (`member`) a template; global ones are read by all, changed by admins. */
