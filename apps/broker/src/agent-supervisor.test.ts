@@ -1,4 +1,5 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createLogger } from '@graft/log';
@@ -14,9 +15,9 @@ const dirs: string[] = [];
 const runtimes: ProcessRuntime[] = [];
 let n = 0;
 
-function node(dataDir = mkdtempSync(join(tmpdir(), 'graft-supervisor-')), maxAgents = 10) {
+function node(dataDir = mkdtempSync(join(tmpdir(), 'graft-supervisor-')), maxAgents = 10, path = '/usr/bin:/bin') {
   if (!dirs.includes(dataDir)) dirs.push(dataDir);
-  const runtime = new ProcessRuntime({ rootDir: join(dataDir, 'agents'), baseEnv: { PATH: '/usr/bin:/bin' }, log: quiet, pollIntervalMs: 100 });
+  const runtime = new ProcessRuntime({ rootDir: join(dataDir, 'agents'), baseEnv: { PATH: path }, log: quiet, pollIntervalMs: 100 });
   runtimes.push(runtime);
   const reports: ObservedAgent[] = [];
   const removed: string[] = [];
@@ -249,5 +250,66 @@ describe('AgentSupervisor with the process runtime', () => {
     expect(inventory[short.agentId]).toMatchObject({ phase: 'error', exitCode: 4 });
     // The adopted run is watched too: its end is reported by the new instance.
     expect(await second.supervisor.command('stop', { ...long, generation: 2, desiredState: 'stopped' })).toMatchObject({ ok: true, agent: { phase: 'stopped' } });
+  });
+
+  it('clones the project repository into the workspace in a cloning phase, then runs a script harness from it', async () => {
+    const { supervisor, phases, reports, dataDir, runtime } = node();
+    const repo = join(dataDir, 'origin');
+    mkdirSync(repo);
+    writeFileSync(join(repo, 'agent.mjs'), "import { readFileSync } from 'node:fs';\nconsole.log(`task=${process.env.GRAFT_TASK} readme=${readFileSync('README', 'utf8').trim()} args=${process.argv.slice(2).join(',')}`);\n");
+    writeFileSync(join(repo, 'README'), 'from the repo\n');
+    const git = (...args: string[]) => execFileSync('git', args, { cwd: repo, env: { PATH: '/usr/bin:/bin', HOME: dataDir, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } });
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-qm', 'init');
+    const d = desired(['agent.mjs', 'one', 'two'], {});
+    d.spec = { ...d.spec, harness: 'script', task: 'count', repository: `file://${repo}` };
+    await supervisor.command('create', d);
+    await until(() => phases(d.agentId).includes('stopped'));
+    expect(phases(d.agentId)).toEqual(['provisioning', 'cloning', 'starting', 'running', 'stopped']);
+    expect(await runtime.tail(d.agentId, 5)).toBe('task=count readme=from the repo args=one,two');
+    expect(reports.at(-1)).toMatchObject({ exitCode: 0 });
+  });
+
+  it('a clone that fails ends in error with git\'s message, and nothing runs', async () => {
+    const { supervisor, phases, reports, dataDir, workspace } = node();
+    const d = desired(['sh', '-c', 'touch ran']);
+    d.spec = { ...d.spec, repository: join(dataDir, 'no-such-repo') };
+    await supervisor.command('create', d);
+    await until(() => phases(d.agentId).includes('error'));
+    expect(phases(d.agentId)).toEqual(['provisioning', 'cloning', 'error']);
+    expect(reports.at(-1)?.detail).toMatch(/^git clone failed: .*does not exist/);
+    expect(existsSync(join(workspace(d.agentId), 'ran'))).toBe(false);
+  });
+
+  it('starts a claude-code agent with its task and hook settings, and resumes it with --continue after a suspend', async () => {
+    const dataDir = mkdtempSync(join(tmpdir(), 'graft-supervisor-'));
+    // A stand-in `claude` that records how it was started, then waits like a session would.
+    const bin = join(dataDir, 'fake-bin');
+    mkdirSync(bin);
+    writeFileSync(join(bin, 'claude'), '#!/bin/sh\nprintf "%s\\n" "$*" >> argv.log\nexec sleep 30\n');
+    chmodSync(join(bin, 'claude'), 0o755);
+    const { supervisor, workspace } = node(dataDir, 10, `${bin}:/usr/bin:/bin`);
+    const d = desired([]);
+    d.spec = { ...d.spec, harness: 'claude-code', command: null, task: 'fix the flaky test' };
+    await supervisor.command('create', d);
+    const argvLog = join(workspace(d.agentId), 'argv.log');
+    await until(() => existsSync(argvLog) && readFileSync(argvLog, 'utf8').includes('\n'));
+    expect(readFileSync(argvLog, 'utf8')).toBe('-p --output-format stream-json --verbose -- fix the flaky test\n');
+    const settings = JSON.parse(readFileSync(join(workspace(d.agentId), '.claude', 'settings.json'), 'utf8')) as { hooks: Record<string, Array<{ hooks: Array<{ command: string }> }>> };
+    expect(settings.hooks.Stop?.[0]?.hooks[0]?.command).toBe('graft-agent hook Stop --harness claude-code');
+    expect(await supervisor.command('suspend', { ...d, generation: 2, desiredState: 'suspended' })).toMatchObject({ ok: true, agent: { phase: 'suspended' } });
+    expect(await supervisor.command('start', { ...d, generation: 3, resume: true })).toMatchObject({ ok: true, agent: { phase: 'running' } });
+    await until(() => readFileSync(argvLog, 'utf8').split('\n').length === 3);
+    expect(readFileSync(argvLog, 'utf8').split('\n')[1]).toBe('-p --output-format stream-json --verbose --continue -- fix the flaky test');
+  });
+
+  it('an agent CLI harness without a task ends in error saying so', async () => {
+    const { supervisor } = node();
+    const d = desired([]);
+    d.spec = { ...d.spec, harness: 'codex', command: null, task: null };
+    const out = await supervisor.command('create', d);
+    expect(out.ok && out.agent).toMatchObject({ phase: 'error' });
+    expect(out.ok && out.agent?.detail).toContain('needs a task');
   });
 });

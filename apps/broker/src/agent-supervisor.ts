@@ -3,6 +3,7 @@ import type { CommandErrorCode, CommandName, DesiredAgent, ObservedAgent, Phase 
 import type { AgentRecord, AgentRecords } from './agent-records.js';
 import type { BrokerMetrics } from './broker-metrics.js';
 import { cloneRepository, DEFAULT_CLONE_TIMEOUT_MS, isEmptyDir } from './git-clone.js';
+import { harnessLaunch, writeLaunchFiles } from './harness/harness.js';
 import type { AgentRuntime, RuntimeExit } from './runtime/agent-runtime.js';
 
 /** Phases in which an agent holds one of the broker's slots. */
@@ -224,7 +225,10 @@ export class AgentSupervisor {
         }
       }
       r = this.report(r, { phase: 'starting', detail: null, exitCode: null });
-      await runtime.start(r.agentId, r.spec, { resume: options.resume, generation: r.generation });
+      const launch = harnessLaunch({ harness: r.spec.harness, command: r.spec.command, task: r.spec.task, resume: options.resume, workspace, agentTool: 'graft-agent' });
+      await writeLaunchFiles(workspace, launch.files);
+      this.deps.log.info('agent.launch', { agentId: r.agentId, generation: r.generation, harness: r.spec.harness, argv: launch.command, resume: options.resume });
+      await runtime.start(r.agentId, { ...r.spec, command: launch.command, env: { ...r.spec.env, ...launch.env } }, { resume: options.resume, generation: r.generation });
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.deps.metrics.runtimeStart.observe({ runtime: runtime.name }, ms / 1000);
       // `ms` (prepare + start, as in the histogram) lets `pnpm bench:dispatch` split dispatch latency per agent.

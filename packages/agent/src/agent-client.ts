@@ -13,6 +13,8 @@ export interface AgentClientOptions {
   token: string;
   /** A file shared by separate graft-agent runs: read for a newer token, written (0600) on refresh. */
   tokenFile?: string | undefined;
+  /** The broker's relay socket (GRAFT_HUB_SOCKET): requests go through it, so an agent without network reaches the hub. */
+  hubSocket?: string | undefined;
   /** Per-request timeout (default 30 s; hooks use less so they never hold up the harness). */
   timeoutMs?: number;
   /** Clock, for tests of the refresh window. */
@@ -38,6 +40,7 @@ export class AgentClient {
   private token: string;
   private readonly hubUrl: string;
   private readonly tokenFile: string | undefined;
+  private readonly hubSocket: string | undefined;
   private readonly timeoutMs: number;
   private readonly now: () => number;
   private refreshing: Promise<void> | undefined;
@@ -46,6 +49,7 @@ export class AgentClient {
     this.hubUrl = options.hubUrl;
     this.agentId = options.agentId;
     this.tokenFile = options.tokenFile;
+    this.hubSocket = options.hubSocket;
     this.timeoutMs = options.timeoutMs ?? 30_000;
     this.now = options.now ?? Date.now;
     this.token = options.token;
@@ -54,7 +58,7 @@ export class AgentClient {
     if (shared !== undefined && (tokenExpiry(shared) ?? 0) > (tokenExpiry(this.token) ?? 0)) this.token = shared;
   }
 
-  /** A client from GRAFT_HUB_URL, GRAFT_AGENT_ID, GRAFT_AGENT_TOKEN (and optional GRAFT_AGENT_TOKEN_FILE); throws AgentConfigError. */
+  /** A client from GRAFT_HUB_URL, GRAFT_AGENT_ID, GRAFT_AGENT_TOKEN (and optional GRAFT_AGENT_TOKEN_FILE, GRAFT_HUB_SOCKET); throws AgentConfigError. */
   static fromEnv(env: AgentEnv, options: Pick<AgentClientOptions, 'timeoutMs' | 'now'> = {}): AgentClient {
     return new AgentClient({ ...loadHubConfig(env), ...options });
   }
@@ -154,6 +158,6 @@ export class AgentClient {
   }
 
   private plain(): GraftClient {
-    return new GraftClient({ baseUrl: this.hubUrl, token: this.token, timeoutMs: this.timeoutMs });
+    return new GraftClient({ baseUrl: this.hubUrl, token: this.token, timeoutMs: this.timeoutMs, socketPath: this.hubSocket });
   }
 }

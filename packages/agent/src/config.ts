@@ -13,11 +13,13 @@ export interface HubConfig {
   token: string;
   /** Optional file shared by separate graft-agent runs, holding the latest refreshed token. */
   tokenFile: string | undefined;
+  /** Optional Unix socket of the broker's hub relay; when set, requests go through it instead of to GRAFT_HUB_URL directly. */
+  hubSocket: string | undefined;
 }
 
 const WHY = 'graft-agent runs inside an agent started by a Graft broker, which sets these';
 
-/** GRAFT_HUB_URL, GRAFT_AGENT_ID, GRAFT_AGENT_TOKEN and optional GRAFT_AGENT_TOKEN_FILE. */
+/** GRAFT_HUB_URL, GRAFT_AGENT_ID, GRAFT_AGENT_TOKEN and optional GRAFT_AGENT_TOKEN_FILE and GRAFT_HUB_SOCKET. */
 export function loadHubConfig(env: AgentEnv): HubConfig {
   const missing = ['GRAFT_HUB_URL', 'GRAFT_AGENT_ID', 'GRAFT_AGENT_TOKEN'].filter((k) => !env[k]);
   if (missing.length > 0) throw new AgentConfigError(`${missing.join(', ')} ${missing.length === 1 ? 'is' : 'are'} not set (${WHY})`);
@@ -28,7 +30,7 @@ export function loadHubConfig(env: AgentEnv): HubConfig {
   } catch {
     throw new AgentConfigError(`GRAFT_HUB_URL is not an http(s) URL: ${hubUrl}`);
   }
-  return { hubUrl, agentId: env.GRAFT_AGENT_ID ?? '', token: env.GRAFT_AGENT_TOKEN ?? '', tokenFile: env.GRAFT_AGENT_TOKEN_FILE || undefined };
+  return { hubUrl, agentId: env.GRAFT_AGENT_ID ?? '', token: env.GRAFT_AGENT_TOKEN ?? '', tokenFile: env.GRAFT_AGENT_TOKEN_FILE || undefined, hubSocket: env.GRAFT_HUB_SOCKET || undefined };
 }
 
 /** GRAFT_INBOX: the agent's inbox.jsonl. */

@@ -38,6 +38,7 @@ import type {
   UpdateProjectRequest,
   User,
 } from '@graft/protocol';
+import { type FetchLike, unixSocketFetch } from './unix-socket-fetch.js';
 
 /** A non-2xx answer from the hub, with its error code and request id. */
 export class GraftApiError extends Error {
@@ -61,6 +62,8 @@ export interface GraftClientOptions {
   token?: string;
   /** Per-request timeout in milliseconds (default 30 s). */
   timeoutMs?: number;
+  /** Send requests over this Unix socket instead of TCP (an agent's relay socket); `baseUrl` then only names the hub. */
+  socketPath?: string | undefined;
 }
 
 /** Pagination arguments of every list call. */
@@ -76,16 +79,20 @@ export class GraftClient {
   private readonly baseUrl: string;
   private readonly token: string | undefined;
   private readonly timeoutMs: number;
+  private readonly socketPath: string | undefined;
+  private readonly send: FetchLike;
 
   constructor(options: GraftClientOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, '');
     this.token = options.token;
     this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.socketPath = options.socketPath;
+    this.send = options.socketPath === undefined ? (url, init) => fetch(url, init) : unixSocketFetch(options.socketPath);
   }
 
   /** A client for the same hub with another token. */
   withToken(token: string): GraftClient {
-    return new GraftClient({ baseUrl: this.baseUrl, token, timeoutMs: this.timeoutMs });
+    return new GraftClient({ baseUrl: this.baseUrl, token, timeoutMs: this.timeoutMs, socketPath: this.socketPath });
   }
 
   /** Sends a request and parses the JSON answer; non-2xx answers throw {@link GraftApiError}. */
@@ -97,7 +104,7 @@ export class GraftClient {
     if (options.body !== undefined) headers['content-type'] = 'application/json';
     let res: Response;
     try {
-      res = await fetch(url, {
+      res = await this.send(url, {
         method,
         headers,
         body: options.body === undefined ? null : JSON.stringify(options.body),
@@ -105,7 +112,8 @@ export class GraftClient {
       });
     } catch (err) {
       const why = err instanceof Error ? err.message : String(err);
-      throw new GraftApiError(0, 'network_error', `cannot reach the hub at ${this.baseUrl}: ${why}`, undefined);
+      const where = this.socketPath === undefined ? this.baseUrl : `${this.baseUrl} through ${this.socketPath}`;
+      throw new GraftApiError(0, 'network_error', `cannot reach the hub at ${where}: ${why}`, undefined);
     }
     const text = await res.text();
     if (!res.ok) {

@@ -1,5 +1,6 @@
 import {
   BrokerMessage,
+  type BrokerRuntime,
   type CommandErrorCode,
   type CommandMessage,
   HubMessage,
@@ -29,6 +30,8 @@ export interface SimBrokerOptions {
   refuseWith?: CommandErrorCode;
   /** Inventory sent in the hello. */
   inventory?: ObservedAgent[];
+  /** Runtimes announced in the hello (default: process). */
+  runtimes?: BrokerRuntime[];
   /** Headers that replace the signed ones (for tests of refused upgrades). */
   headers?: Record<string, string>;
 }
@@ -85,7 +88,7 @@ export class SimBroker {
           versions: [TUNNEL_PROTOCOL_VERSION],
           brokerVersion: 'sim',
           hostname: 'sim',
-          runtimes: ['process'],
+          runtimes: this.options.runtimes ?? ['process'],
           load: this.load(),
           inventory: this.options.inventory ?? [],
         }),

@@ -1,6 +1,9 @@
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
+import { dirname, relative, resolve } from 'node:path';
+
 /**
  * Turns a template's harness (and the agent's task) into the argv, environment and hook
- * configuration files the broker uses to start an agent. Pure: nothing here touches the disk.
+ * configuration files the broker uses to start an agent. Pure, but for `writeLaunchFiles`.
  */
 
 /** The harnesses an agent template can name. */
@@ -113,5 +116,17 @@ export function harnessLaunch(input: HarnessLaunchInput): HarnessLaunch {
         files: [{ path: '.codex/config.toml', content: `notify = [${notify}]\n` }],
       };
     }
+  }
+}
+
+/** Writes a launch's files into the workspace (replacing what is there); a path leading out of it is refused. */
+export async function writeLaunchFiles(workspace: string, files: HarnessLaunch['files']): Promise<void> {
+  const root = resolve(workspace);
+  for (const file of files) {
+    const target = resolve(root, file.path);
+    if (relative(root, target).startsWith('..')) throw new Error(`harness file ${file.path} lies outside the workspace`);
+    await mkdir(dirname(target), { recursive: true });
+    await writeFile(target, file.content, { mode: file.mode ?? 0o644 });
+    if (file.mode !== undefined) await chmod(target, file.mode);
   }
 }

@@ -1,6 +1,8 @@
 import type { Database } from '@graft/db';
 import type { Logger } from '@graft/log';
 import {
+  runtimeNeeds,
+  runtimeOnBroker,
   type AgentSpec,
   applyStatus,
   type CommandErrorCode,
@@ -11,7 +13,6 @@ import {
   type ObservedAgent,
   type PendingReason,
   Phase,
-  type Requirements,
   type ResultMessage,
   type TemplateSpec,
 } from '@graft/protocol';
@@ -20,7 +21,7 @@ import type { JwtService } from '../auth/jwt-service.js';
 import type { AgentStateWriter } from '../domain/agent-writer.js';
 import { loadProjectSecrets } from '../domain/project-secrets.js';
 import type { SecretBox } from '../domain/secret-box.js';
-import { type Placement, runtimeFor } from './placement.js';
+import { Placement } from './placement.js';
 
 /** Phases after which an agent no longer holds a slot on its broker. */
 const SLOT_FREEING: ReadonlySet<Phase> = new Set(['stopped', 'error', 'suspended']);
@@ -76,6 +77,7 @@ interface AgentRow {
   broker_id: string | null;
   spec: TemplateSpec;
   runtimes: string[] | null;
+  git_remote: string | null;
 }
 
 /**
@@ -114,8 +116,8 @@ export class Dispatcher {
   }
 
   /** Places a new agent: a broker and its runtime, or why it must wait. */
-  choose(projectId: string, requirements: Requirements | undefined, requestedBrokerId: string | null) {
-    return this.deps.placement.choose({ projectId, requirements, requestedBrokerId });
+  choose(projectId: string, spec: TemplateSpec, requestedBrokerId: string | null) {
+    return this.deps.placement.choose(Placement.requestFor(projectId, spec, requestedBrokerId));
   }
 
   /**
@@ -139,7 +141,10 @@ export class Dispatcher {
   /** Sends `create` for an agent just inserted on `brokerId` (generation 1), built from what the caller holds. */
   async createOn(brokerId: string, runtime: string, a: { id: string; projectId: string; name: string; spec: TemplateSpec; env: Record<string, string>; labels: Record<string, string>; task: string | null }): Promise<void> {
     try {
-      const secrets = await loadProjectSecrets(this.deps.db, this.deps.box, [a.projectId]);
+      const [secrets, project] = await Promise.all([
+        loadProjectSecrets(this.deps.db, this.deps.box, [a.projectId]),
+        this.deps.db.selectFrom('projects').select('git_remote').where('id', '=', a.projectId).executeTakeFirst(),
+      ]);
       const desired = this.toDesired({
         id: a.id,
         project_id: a.projectId,
@@ -155,6 +160,7 @@ export class Dispatcher {
         broker_id: brokerId,
         spec: a.spec,
         runtimes: [runtime],
+        git_remote: project?.git_remote ?? null,
       }, secrets.get(a.projectId) ?? {});
       await this.send(brokerId, 'create', desired);
     } catch (err) {
@@ -300,9 +306,10 @@ export class Dispatcher {
         .execute();
       for (const a of waiting) {
         const spec = a.spec as unknown as TemplateSpec;
-        const key = JSON.stringify([a.project_id, spec.requirements ?? null, a.requested_broker_id]);
+        const request = Placement.requestFor(a.project_id, spec, a.requested_broker_id);
+        const key = JSON.stringify([request.projectId, request.needs, request.labels, request.requestedBrokerId]);
         const known = unplaceable.get(key);
-        const decision = known ? ({ ok: false, pendingReason: known } as const) : await this.choose(a.project_id, spec.requirements, a.requested_broker_id);
+        const decision = known ? ({ ok: false, pendingReason: known } as const) : await this.deps.placement.choose(request);
         if (!decision.ok) unplaceable.set(key, decision.pendingReason);
         const placed = await this.deps.writer
           .update(a.id, (cur) => {
@@ -435,6 +442,7 @@ export class Dispatcher {
       .selectFrom('agents as a')
       .innerJoin('template_versions as tv', (j) => j.onRef('tv.template_id', '=', 'a.template_id').onRef('tv.version', '=', 'a.template_version'))
       .leftJoin('brokers as b', 'b.id', 'a.broker_id')
+      .innerJoin('projects as p', 'p.id', 'a.project_id')
       .select([
         'a.id',
         'a.project_id',
@@ -450,6 +458,7 @@ export class Dispatcher {
         'a.broker_id',
         'tv.spec',
         'b.runtimes',
+        'p.git_remote',
       ]);
     q = 'agentIds' in where ? q.where('a.id', 'in', where.agentIds) : q.where('a.broker_id', '=', where.brokerId);
     const rows = (await q.orderBy('a.id').execute()) as unknown as AgentRow[];
@@ -464,7 +473,7 @@ export class Dispatcher {
       projectId: r.project_id,
       name: r.name,
       harness: r.spec.harness,
-      runtime: runtimeFor(r.spec.requirements, r.runtimes ?? []),
+      runtime: runtimeOnBroker(runtimeNeeds(r.spec), r.runtimes ?? []) ?? 'process',
       image: r.spec.image ?? null,
       command: r.spec.command ?? null,
       env: {
@@ -478,6 +487,9 @@ export class Dispatcher {
       },
       task: r.task,
       labels: r.labels,
+      network: runtimeNeeds(r.spec).network,
+      resources: r.spec.resources ?? {},
+      repository: r.git_remote,
     };
     return {
       agentId: r.id,

@@ -1,12 +1,15 @@
 import type { Database } from '@graft/db';
-import type { BrokerRuntime, PendingReason, Requirements } from '@graft/protocol';
+import { type BrokerRuntime, eligibleRuntimes, type PendingReason, type RuntimeNeeds, runtimeNeeds, runtimeOnBroker, runtimeStages, type TemplateSpec } from '@graft/protocol';
 import { type Kysely, sql } from 'kysely';
 import { brokerAliveSql } from '../tunnel/broker-presence.js';
 
 /** What placement needs to know about an agent. */
 export interface PlacementRequest {
   projectId: string;
-  requirements: Requirements | undefined;
+  /** Which runtimes may run it (from the template: runtime, image, network, resources). */
+  needs: RuntimeNeeds;
+  /** Broker labels the template requires. */
+  labels: Record<string, string>;
   /** An explicit broker asked for at creation: the agent waits for that one only. */
   requestedBrokerId: string | null;
 }
@@ -42,23 +45,29 @@ export class Placement {
     private readonly heartbeatIntervalMs: number,
   ) {}
 
+  /** The placement request of an agent made from `spec`. */
+  static requestFor(projectId: string, spec: TemplateSpec, requestedBrokerId: string | null): PlacementRequest {
+    return { projectId, needs: runtimeNeeds(spec), labels: spec.requirements?.labels ?? {}, requestedBrokerId };
+  }
+
   /** Picks a broker, or says why none fits. */
   async choose(req: PlacementRequest): Promise<PlacementDecision> {
     const facts = await this.brokerFacts(req, true);
     const best = facts[0];
-    if (best && Number(best.load) < (best.max_agents ?? 0)) return { ok: true, brokerId: best.id, runtime: runtimeFor(req.requirements, best.runtimes) };
-    return { ok: false, pendingReason: pendingReasonOf(await this.brokerFacts(req, false), req.requirements) };
+    const runtime = best ? runtimeOnBroker(req.needs, best.runtimes) : null;
+    if (best && runtime !== null && Number(best.load) < (best.max_agents ?? 0)) return { ok: true, brokerId: best.id, runtime };
+    return { ok: false, pendingReason: pendingReasonOf(await this.brokerFacts(req, false), req) };
   }
 
   /** The brokers as placement sees them: only full candidates, least loaded first, or every joined broker. */
   private async brokerFacts(req: PlacementRequest, candidatesOnly: boolean): Promise<BrokerFacts[]> {
-    const runtime = req.requirements?.runtime ?? null;
-    const labels = JSON.stringify(req.requirements?.labels ?? {});
+    const runtimes = eligibleRuntimes(req.needs);
+    const labels = JSON.stringify(req.labels);
     const alive = brokerAliveSql('b', this.heartbeatIntervalMs);
     const filters = candidatesOnly
       ? sql`AND b.tunnel_session IS NOT NULL AND ${alive} AND NOT b.draining
             AND (b.auto_provide OR EXISTS (SELECT 1 FROM broker_projects bp WHERE bp.broker_id = b.id AND bp.project_id = ${req.projectId}))
-            AND (${runtime}::text IS NULL OR ${runtime} = ANY(b.runtimes))
+            AND b.runtimes && ${runtimes}::text[]
             AND b.labels @> ${labels}::jsonb`
       : sql``;
     const requested = req.requestedBrokerId === null ? sql`` : sql`AND b.id = ${req.requestedBrokerId}`;
@@ -78,22 +87,18 @@ export class Placement {
   }
 }
 
-/** The runtime an agent gets on a broker: the one its template asks for, else the broker's first. */
-export function runtimeFor(requirements: Requirements | undefined, brokerRuntimes: readonly string[]): BrokerRuntime {
-  return (requirements?.runtime ?? brokerRuntimes[0] ?? 'process') as BrokerRuntime;
-}
-
 /**
  * Why no broker fits: the filters in placement order, and the reason is the first one that leaves
  * nobody (so "no_capacity" means some broker would take the agent once a slot frees up).
  */
-export function pendingReasonOf(brokers: readonly BrokerFacts[], requirements: Requirements | undefined): PendingReason {
-  const wanted = requirements?.labels ?? {};
+export function pendingReasonOf(brokers: readonly BrokerFacts[], req: Pick<PlacementRequest, 'needs' | 'labels'>): PendingReason {
+  const offers = (runtimes: readonly BrokerRuntime[]) => (b: BrokerFacts) => b.runtimes.some((r) => (runtimes as readonly string[]).includes(r));
   const steps: Array<[PendingReason, (b: BrokerFacts) => boolean]> = [
     ['no_broker', (b) => b.alive && b.connected],
     ['not_allowed', (b) => b.auto_provide || b.allowed],
-    ['no_runtime', (b) => requirements?.runtime === undefined || b.runtimes.includes(requirements.runtime)],
-    ['no_labels', (b) => Object.entries(wanted).every(([k, v]) => b.labels[k] === v)],
+    // no_runtime, then no_isolation (network: false), then no_limits (resources).
+    ...runtimeStages(req.needs).map(({ reason, runtimes }): [PendingReason, (b: BrokerFacts) => boolean] => [reason, offers(runtimes)]),
+    ['no_labels', (b) => Object.entries(req.labels).every(([k, v]) => b.labels[k] === v)],
     ['draining', (b) => !b.draining],
     ['no_capacity', (b) => Number(b.load) < (b.max_agents ?? 0)],
   ];

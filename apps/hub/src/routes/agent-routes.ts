@@ -188,7 +188,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
         if (template.spec === null) throw new GraftError('not_found', `template ${ref} has no version ${version} (latest is ${template.latest_version})`, { field: 'template' });
         const spec = template.spec as unknown as TemplateSpec;
         // Placed before the insert, so a placed agent is written once, already on its broker.
-        const placement = await ctx.dispatcher.choose(body.projectId, spec.requirements, body.brokerId ?? null);
+        const placement = await ctx.dispatcher.choose(body.projectId, spec, body.brokerId ?? null);
         const id = uuidv7();
         try {
           const row = await db

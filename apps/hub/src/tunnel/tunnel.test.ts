@@ -27,8 +27,8 @@ async function online(b: JoinedBroker, options: Partial<ConstructorParameters<ty
   return sim;
 }
 
-async function template(spec: Record<string, unknown> = {}): Promise<string> {
-  const t = await admin.createTemplate({ name: uniq('t'), projectId, harness: 'command', command: ['sleep', '60'], ...spec });
+async function template(spec: Record<string, unknown> = {}, inProject = projectId): Promise<string> {
+  const t = await admin.createTemplate({ name: uniq('t'), projectId: inProject, harness: 'command', command: ['sleep', '60'], ...spec });
   return t.name;
 }
 
@@ -175,6 +175,54 @@ describe('placement and dispatch', () => {
     const pinned = await admin.createAgent({ projectId, name: uniq('a'), template: t, brokerId: b.brokerId });
     expect(pinned).toMatchObject({ brokerId: null, pendingReason: 'draining' });
     expect(sim.commands.filter((c) => c.agent.agentId === pinned.id)).toEqual([]);
+  });
+
+  it('matches runtime, network and limits against what each runtime can enforce, naming the missing piece', async () => {
+    // A project of its own, reached only by the brokers linked to it here.
+    const isolatedProject = (await admin.registerProject({ name: uniq('runtimes') })).project.id;
+    const join = (runtimes: Array<'process' | 'bwrap' | 'docker'>) =>
+      registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: uniq('b'), projectIds: [isolatedProject] }, { maxAgents: 10, runtimes });
+    const create = async (spec: Record<string, unknown>) => admin.createAgent({ projectId: isolatedProject, name: uniq('a'), template: await template(spec, isolatedProject) });
+    const plain = await join(['process']);
+    const plainSim = await online(plain, { runtimes: ['process'] });
+    // Only a process runtime: it cannot cut the network, nor apply limits; an image means docker.
+    expect((await create({ network: false })).pendingReason).toBe('no_isolation');
+    expect((await create({ requirements: { network: false } })).pendingReason).toBe('no_isolation');
+    expect((await create({ resources: { memoryMb: 256 } })).pendingReason).toBe('no_limits');
+    expect((await create({ image: 'localhost/agent:1' })).pendingReason).toBe('no_runtime');
+    expect((await create({ runtime: 'bwrap' })).pendingReason).toBe('no_runtime');
+    const anywhere = await create({});
+    expect(anywhere).toMatchObject({ brokerId: plain.brokerId });
+    // A bwrap broker takes the network-less agents (placement retries waiting agents when a broker connects).
+    const sandbox = await join(['process', 'bwrap']);
+    const sandboxSim = await online(sandbox, { runtimes: ['process', 'bwrap'] });
+    const isolated = await create({ network: false });
+    expect(isolated.brokerId).toBe(sandbox.brokerId);
+    await sandboxSim.waitFor(() => sandboxSim.commands.some((c) => c.agent.agentId === isolated.id));
+    const sent = sandboxSim.commands.find((c) => c.agent.agentId === isolated.id);
+    expect(sent?.agent.spec).toMatchObject({ runtime: 'bwrap', network: false, resources: {} });
+    // Limits still need docker.
+    expect((await create({ network: false, resources: { cpus: 1 } })).pendingReason).toBe('no_limits');
+    const docker = await join(['docker']);
+    const dockerSim = await online(docker, { runtimes: ['docker'] });
+    const limited = await create({ image: 'localhost/agent:1', resources: { cpus: 1, memoryMb: 128 } });
+    expect(limited.brokerId).toBe(docker.brokerId);
+    await dockerSim.waitFor(() => dockerSim.commands.some((c) => c.agent.agentId === limited.id));
+    expect(dockerSim.commands.find((c) => c.agent.agentId === limited.id)?.agent.spec).toMatchObject({ runtime: 'docker', image: 'localhost/agent:1', resources: { cpus: 1, memoryMb: 128 }, network: true });
+    expect(plainSim.commands.map((c) => c.agent.agentId)).toEqual([anywhere.id]);
+  });
+
+  it('refuses a template whose runtime or network is given twice with different values', async () => {
+    const res = await apiRequest(fx.hub.url, fx.hub.adminToken, 'POST', '/api/v1/templates', {
+      name: uniq('t'),
+      projectId,
+      harness: 'command',
+      command: ['true'],
+      runtime: 'docker',
+      requirements: { runtime: 'bwrap' },
+    });
+    expect(res.status).toBe(400);
+    expect(res.body).toMatchObject({ error: { code: 'validation_error' } });
   });
 
   it('spreads agents over the least loaded brokers', async () => {
