@@ -126,7 +126,7 @@ describe('a broker that dies or hangs', () => {
         [g3, 'stopped'],
       ].sort(),
     );
-    expect(existsSync(join(g.dataDir, 'agents', g4))).toBe(false);
+    expect(existsSync(join(g.dataDir, 'agents', 'process', g4))).toBe(false);
     expect((await localAgents(h)).map((x) => x.agentId).sort()).toEqual([...onH, newcomer.id].sort());
     expect(g.proc.logs.filter((l) => l.event === 'agent.adopted').map((l) => l.agentId)).toEqual(expect.arrayContaining([g1, g2]));
   });

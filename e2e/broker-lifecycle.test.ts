@@ -55,7 +55,7 @@ function phaseOf(id: string, phase: Agent['phase'], timeoutMs = 15_000): Promise
 
 /** The agent's workspace directory on its broker. */
 function workspace(agent: Agent): string {
-  return join(brokerOf(agent).dataDir, 'agents', agent.id, 'workspace');
+  return join(brokerOf(agent).dataDir, 'agents', 'process', agent.id, 'workspace');
 }
 
 describe('delete', () => {
@@ -63,7 +63,7 @@ describe('delete', () => {
     const agent = await admin.createAgent({ projectId, name: 'doomed', template: 'sleeper' });
     await phaseOf(agent.id, 'running');
     const b = brokerOf(agent);
-    const dir = join(b.dataDir, 'agents', agent.id);
+    const dir = join(b.dataDir, 'agents', 'process', agent.id);
     expect(existsSync(join(dir, 'workspace', 'runs.txt'))).toBe(true);
     expect(processCounts(brokers.marker).get(agent.id)).toBe(1);
 
@@ -177,6 +177,6 @@ describe('agents that end by themselves', () => {
     const agent = await admin.createAgent({ projectId, name: 'exits-0', template: 'finishes' });
     const done = await phaseOf(agent.id, 'stopped');
     expect({ activity: done.activity, detail: done.detail, desiredState: done.desiredState }).toEqual({ activity: null, detail: 'exited with code 0', desiredState: 'running' });
-    expect(readFileSync(join(brokerOf(agent).dataDir, 'agents', agent.id, 'output.log'), 'utf8')).toBe('all done\n');
+    expect(readFileSync(join(brokerOf(agent).dataDir, 'agents', 'process', agent.id, 'output.log'), 'utf8')).toBe('all done\n');
   });
 });

@@ -31,8 +31,11 @@ beforeAll(async () => {
   writeTestBrokerCredentials(dataDir, await registerAndJoinBroker(fx.hub.url, fx.hub.adminToken, { name: 'inproc', autoProvide: true }));
   const config = loadBrokerConfig({ PATH: '/usr/bin:/bin', GRAFT_BROKER_DATA_DIR: dataDir, GRAFT_BROKER_PORT: '0', GRAFT_BROKER_STOP_GRACE_MS: '2500', GRAFT_LOG_LEVEL: 'error' });
   // The built agent tool, as main.ts would find it (npm test builds before it tests).
-  const agentMain = fileURLToPath(new URL('../../../packages/agent/dist/main.js', import.meta.url));
-  broker = await startBroker(config, createLogger({ level: 'error', sink: () => {} }), { agentMain, nodePath: process.execPath });
+  const agentTool = {
+    cli: fileURLToPath(new URL('../../../packages/agent/dist/graft-agent.mjs', import.meta.url)),
+    library: fileURLToPath(new URL('../../../packages/agent/dist/graft-agent-lib.mjs', import.meta.url)),
+  };
+  broker = await startBroker(config, createLogger({ level: 'error', sink: () => {} }), { agentTool });
 }, 60_000);
 
 afterAll(async () => {

@@ -2,13 +2,14 @@ import { join } from 'node:path';
 import type { Logger } from '@graft/log';
 import { AgentRecords } from './agent-records.js';
 import { AgentSupervisor } from './agent-supervisor.js';
-import { findAgentTool, withBinOnPath, writeAgentToolShim } from './agent-tool-shim.js';
+import { type AgentToolBundles, findAgentTool, installAgentTool } from './agent-tools.js';
 import { registerAndJoin } from './bootstrap.js';
 import { createBrokerMetrics } from './broker-metrics.js';
 import type { BrokerConfig } from './config.js';
 import { type BrokerCredentials, CredentialsError, readBrokerCredentials } from './credentials.js';
+import { startHubRelay } from './hub-relay.js';
 import { startLocalApi } from './local-api.js';
-import type { AgentRuntime } from './runtime/agent-runtime.js';
+import type { AgentRuntime, AgentTools } from './runtime/agent-runtime.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import { TunnelClient } from './tunnel-client.js';
 import { BROKER_VERSION } from './version.js';
@@ -27,10 +28,8 @@ export interface RunningBroker {
 
 /** Files the broker hands to agents; found as a dependency unless given (tests give them). */
 export interface BrokerTools {
-  /** The built `graft-agent` entry point (`@graft/agent/main`); without it agents get no `graft-agent`. */
-  agentMain?: string | undefined;
-  /** The node binary that runs it (default: the broker's own). */
-  nodePath?: string | undefined;
+  /** The built self-contained bundles of `@graft/agent`; without them agents get no `graft-agent`. */
+  agentTool?: AgentToolBundles | undefined;
 }
 
 /** The built `graft-agent`, found like any dependency; an unbuilt one is reported, not fatal. */
@@ -40,7 +39,25 @@ function defaultTools(log: Logger): BrokerTools {
     log.warn('broker.agent_tool_missing', { reason: tool.missing });
     return {};
   }
-  return { agentMain: tool.agentMain, nodePath: process.execPath };
+  return { agentTool: tool.bundles };
+}
+
+/** One adapter per runtime the node offers, each keeping its agents under `<dataDir>/agents`. */
+function createRuntimes(config: BrokerConfig, tools: AgentTools, log: Logger): Map<string, AgentRuntime> {
+  const runtimes = new Map<string, AgentRuntime>();
+  const baseEnv = config.agents.baseEnv;
+  for (const name of config.agents.runtimes) {
+    const rootDir = join(config.dataDir, 'agents', name);
+    switch (name) {
+      case 'process':
+        runtimes.set(name, new ProcessRuntime({ rootDir, baseEnv, tools, log: log.child({ component: 'process-runtime' }) }));
+        break;
+      case 'bwrap':
+      case 'docker':
+        throw new Error(`runtime ${name} is not wired yet`);
+    }
+  }
+  return runtimes;
 }
 
 /** Starts the broker: credentials (or first-start registration), runtimes, records, local API, tunnel. */
@@ -52,17 +69,14 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
     if (!(err instanceof CredentialsError && err.code === 'credentials_missing' && config.bootstrap)) throw err;
     credentials = await registerAndJoin(config, config.bootstrap, BROKER_VERSION, log);
   }
-  let agentEnv = config.agents.baseEnv;
-  if (tools.agentMain !== undefined) {
-    const binDir = join(config.dataDir, 'bin');
-    const shim = await writeAgentToolShim(binDir, tools.nodePath ?? process.execPath, tools.agentMain);
-    agentEnv = withBinOnPath(agentEnv, binDir);
-    log.info('broker.agent_tool_ready', { shim, agentMain: tools.agentMain });
+  // What every agent gets whatever its runtime: graft-agent on PATH and a relay socket to the hub.
+  const agentTools: AgentTools = { binDir: join(config.dataDir, 'bin'), runDir: join(config.dataDir, 'run') };
+  if (tools.agentTool !== undefined) {
+    const installed = await installAgentTool(agentTools.binDir, tools.agentTool);
+    log.info('broker.agent_tool_ready', { tool: installed, bundle: tools.agentTool });
   }
-  const runtimes = new Map<string, AgentRuntime>();
-  for (const name of config.agents.runtimes) {
-    if (name === 'process') runtimes.set(name, new ProcessRuntime({ rootDir: join(config.dataDir, 'agents'), baseEnv: agentEnv, log: log.child({ component: 'process-runtime' }) }));
-  }
+  const relay = await startHubRelay({ runDir: agentTools.runDir, hubUrl: credentials.hubUrl, log: log.child({ component: 'hub-relay' }) });
+  const runtimes = createRuntimes(config, agentTools, log);
   const records = new AgentRecords(config.dataDir);
   const metrics = createBrokerMetrics(() => {
     const byPhase = new Map<string, number>();
@@ -120,6 +134,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
         log.info('broker.stopping', {});
         await tunnel.stop();
         await api.close();
+        await relay.close();
         for (const r of runtimes.values()) await r.close();
         log.info('broker.stopped', {});
       })();

@@ -33,7 +33,8 @@ describe('loadBrokerConfig', () => {
       throw new Error('expected a configuration error');
     };
     expect(bad({ GRAFT_BROKER_PORT: '70000' })).toContain('GRAFT_BROKER_PORT');
-    expect(bad({ GRAFT_BROKER_RUNTIMES: 'docker' })).toContain('offers only: process');
+    expect(bad({ GRAFT_BROKER_RUNTIMES: 'kubernetes' })).toContain('GRAFT_BROKER_RUNTIMES');
+    expect(bad({ DOCKER_HOST: 'ssh://somewhere' })).toContain('DOCKER_HOST');
     expect(bad({ GRAFT_BROKER_RUNTIMES: 'process,process' })).toContain('repeat');
     expect(bad({ GRAFT_BROKER_MAX_AGENTS: '0' })).toContain('GRAFT_BROKER_MAX_AGENTS');
     expect(bad({ GRAFT_BROKER_BOOTSTRAP_TOKEN: 'x' })).toContain('go together');

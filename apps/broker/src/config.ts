@@ -3,8 +3,8 @@ import { join } from 'node:path';
 import { BrokerRuntime } from '@graft/protocol';
 import { z } from 'zod';
 
-/** Runtimes this build of the broker can run agents with (docker and bwrap arrive with their adapters). */
-export const AVAILABLE_RUNTIMES: readonly BrokerRuntime[] = ['process'];
+/** Runtimes this build of the broker can run agents with. */
+export const AVAILABLE_RUNTIMES: readonly BrokerRuntime[] = ['process', 'bwrap', 'docker'];
 
 const runtimeList = z
   .string()
@@ -35,6 +35,12 @@ const BrokerEnv = z.object({
   /** How long an agent gets between SIGTERM and SIGKILL when stopped, in ms. */
   GRAFT_BROKER_STOP_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
 
+  // --- Docker runtime ---
+  /** Docker-API endpoint: `unix:///path/to.sock` or `tcp://host:port` (Podman's API socket works). */
+  DOCKER_HOST: z.string().min(1).default('unix:///var/run/docker.sock'),
+  /** Image for agents whose template names none. */
+  GRAFT_BROKER_DOCKER_IMAGE: z.string().min(1).max(512).default('localhost/graft-agent:latest'),
+
   // --- Tunnel ---
   /** First step of the reconnect backoff, in ms (full jitter, doubling up to the max). */
   GRAFT_BROKER_BACKOFF_BASE_MS: z.coerce.number().int().min(10).max(60_000).default(1_000),
@@ -61,6 +67,8 @@ export interface BrokerConfig {
   api: { host: string; port: number };
   /** `baseEnv`: what agents inherit from the broker's environment (PATH, HOME, LANG, TZ). */
   agents: { runtimes: BrokerRuntime[]; maxAgents: number; stopGraceMs: number; baseEnv: Record<string, string> };
+  /** Where the docker runtime finds its engine, and the image of agents without one. */
+  docker: { endpoint: { socketPath: string } | { host: string; port: number }; defaultImage: string };
   tunnel: { backoffBaseMs: number; backoffMaxMs: number };
   bootstrap: { hubUrl: string; adminToken: string; name: string | undefined } | undefined;
   log: { level: 'debug' | 'info' | 'warn' | 'error' };
@@ -87,6 +95,8 @@ export function loadBrokerConfig(env: Readonly<Record<string, string | undefined
   if ((e.GRAFT_BROKER_BOOTSTRAP_HUB_URL === undefined) !== (e.GRAFT_BROKER_BOOTSTRAP_TOKEN === undefined)) {
     throw new BrokerConfigError('invalid configuration:\n  GRAFT_BROKER_BOOTSTRAP_HUB_URL and GRAFT_BROKER_BOOTSTRAP_TOKEN go together');
   }
+  const endpoint = dockerEndpoint(e.DOCKER_HOST);
+  if (endpoint === null) throw new BrokerConfigError(`invalid configuration:\n  DOCKER_HOST: expected unix:///path or tcp://host:port, got ${e.DOCKER_HOST}`);
   if (e.GRAFT_BROKER_BACKOFF_MAX_MS < e.GRAFT_BROKER_BACKOFF_BASE_MS) {
     throw new BrokerConfigError('invalid configuration:\n  GRAFT_BROKER_BACKOFF_MAX_MS: must not be below GRAFT_BROKER_BACKOFF_BASE_MS');
   }
@@ -100,6 +110,7 @@ export function loadBrokerConfig(env: Readonly<Record<string, string | undefined
       stopGraceMs: e.GRAFT_BROKER_STOP_GRACE_MS,
       baseEnv: Object.fromEntries(INHERITED_ENV.flatMap((name) => (env[name] ? [[name, env[name]]] : []))),
     },
+    docker: { endpoint, defaultImage: e.GRAFT_BROKER_DOCKER_IMAGE },
     tunnel: { backoffBaseMs: e.GRAFT_BROKER_BACKOFF_BASE_MS, backoffMaxMs: e.GRAFT_BROKER_BACKOFF_MAX_MS },
     bootstrap:
       e.GRAFT_BROKER_BOOTSTRAP_HUB_URL && e.GRAFT_BROKER_BOOTSTRAP_TOKEN
@@ -107,4 +118,12 @@ export function loadBrokerConfig(env: Readonly<Record<string, string | undefined
         : undefined,
     log: { level: e.GRAFT_LOG_LEVEL },
   };
+}
+
+/** `unix:///path` or `tcp://host:port` as dockerode options; null when it is neither. */
+function dockerEndpoint(value: string): { socketPath: string } | { host: string; port: number } | null {
+  if (value.startsWith('unix://')) return value.length > 'unix://'.length ? { socketPath: value.slice('unix://'.length) } : null;
+  if (value.startsWith('/')) return { socketPath: value };
+  const m = /^tcp:\/\/([^:/]+):(\d{1,5})\/?$/.exec(value);
+  return m?.[1] && m[2] ? { host: m[1], port: Number(m[2]) } : null;
 }

@@ -77,6 +77,22 @@ describe('graft projects', () => {
     expect(detail.stats).toEqual({ agentsByPhase: {}, agentsTotal: 0, lastActivityAt: null });
   });
 
+  it('register keeps the remote as typed for cloning; update turns auto-suspend of stalled agents on and off', async () => {
+    const shown = await graft('projects', 'show', 'web');
+    expect(shown.stdout).toMatch(/^Clone URL: +git@github\.com:acme\/web\.git$/m);
+    expect(shown.stdout).toMatch(/^Auto-suspend stalled: +off$/m);
+    const on = await graft('projects', 'update', 'web', '--auto-suspend-stalled', 'on');
+    expect(on.code).toBe(0);
+    expect(on.stdout).toMatch(/^Auto-suspend stalled: +on$/m);
+    expect(jsonOf<Project>(await graft('projects', 'update', 'web', '--auto-suspend-stalled', 'off', '--json')).autoSuspendStalled).toBe(false);
+    const bad = await graft('projects', 'update', 'web', '--auto-suspend-stalled', 'maybe');
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toContain('takes on or off');
+    const nothing = await graft('projects', 'update', 'web');
+    expect(nothing.code).not.toBe(0);
+    expect(nothing.stderr).toContain('nothing to update');
+  });
+
   it('show of an unknown project fails with exit 1 and one line', async () => {
     const byName = await graft('projects', 'show', 'nope');
     expect(byName.code).toBe(1);

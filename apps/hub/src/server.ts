@@ -13,6 +13,7 @@ import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
+import { applyLifecycleAction } from './domain/lifecycle-action.js';
 import { AgentLiveness } from './dispatch/agent-liveness.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { Placement } from './dispatch/placement.js';
@@ -174,6 +175,10 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       writer: agentWriter,
       settings: { heartbeatIntervalMs, ...config.liveness },
       transitions: metrics.livenessTransitions,
+      suspend: async (agentId) => {
+        await applyLifecycleAction(agentWriter, agentId, 'suspend');
+        await dispatcher.push(agentId, 'suspend');
+      },
       log: log.child({ component: 'liveness' }),
     });
     liveness.start();

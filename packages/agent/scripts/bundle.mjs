@@ -1,11 +1,17 @@
-// Builds dist/graft-agent.mjs: graft-agent and everything it imports in one file, so the broker can
-// mount it into any container or sandbox that has a `node`, without a node_modules tree.
+// Builds dist/graft-agent.mjs (the CLI) and dist/graft-agent-lib.mjs (the library script agents
+// import through GRAFT_AGENT_LIB): each with everything it imports in one file, so the broker can
+// mount them into any container or sandbox that has a `node`, without a node_modules tree.
 import { chmod } from 'node:fs/promises';
 import { build } from 'esbuild';
 
-const outfile = new URL('../dist/graft-agent.mjs', import.meta.url).pathname;
+const bundles = [
+  ['../src/main.ts', '../dist/graft-agent.mjs'],
+  ['../src/index.ts', '../dist/graft-agent-lib.mjs'],
+];
+for (const [entry, out] of bundles) {
+const outfile = new URL(out, import.meta.url).pathname;
 await build({
-  entryPoints: [new URL('../src/main.ts', import.meta.url).pathname],
+  entryPoints: [new URL(entry, import.meta.url).pathname],
   outfile,
   bundle: true,
   platform: 'node',
@@ -18,3 +24,4 @@ await build({
   logLevel: 'warning',
 });
 await chmod(outfile, 0o755);
+}

@@ -33,9 +33,9 @@ export function loadHubConfig(env: AgentEnv): HubConfig {
   return { hubUrl, agentId: env.GRAFT_AGENT_ID ?? '', token: env.GRAFT_AGENT_TOKEN ?? '', tokenFile: env.GRAFT_AGENT_TOKEN_FILE || undefined, hubSocket: env.GRAFT_HUB_SOCKET || undefined };
 }
 
-/** GRAFT_INBOX: the agent's inbox.jsonl. */
-export function loadInboxPath(env: AgentEnv): string {
+/** GRAFT_INBOX: the agent's inbox.jsonl; GRAFT_INBOX_OFFSET: where its read position is kept (default: next to it). */
+export function loadInbox(env: AgentEnv): { path: string; offsetFile: string } {
   const p = env.GRAFT_INBOX;
   if (!p) throw new AgentConfigError(`GRAFT_INBOX is not set (${WHY})`);
-  return p;
+  return { path: p, offsetFile: env.GRAFT_INBOX_OFFSET || `${p}.offset` };
 }

@@ -1,4 +1,4 @@
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -43,5 +43,15 @@ describe('inbox reader', () => {
     expect(await waitForMessages(inbox, 150, 20)).toEqual([]);
     setTimeout(() => appendFileSync(inbox, line('arrived')), 100);
     expect((await waitForMessages(inbox, 5_000, 20)).map((m) => m.text)).toEqual(['arrived']);
+  });
+
+  it('keeps its read position in a separate file when given one (a read-only inbox)', async () => {
+    mkdirSync(join(dir, 'state'));
+    const offsetFile = join(dir, 'state', 'inbox.offset');
+    appendFileSync(inbox, line('one'));
+    expect((await readNewMessages(inbox, offsetFile)).map((m) => m.text)).toEqual(['one']);
+    expect(existsSync(offsetFileOf(inbox))).toBe(false);
+    expect(Number(readFileSync(offsetFile, 'utf8'))).toBe(readFileSync(inbox).length);
+    expect(await readNewMessages(inbox, offsetFile)).toEqual([]);
   });
 });

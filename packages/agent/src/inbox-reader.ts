@@ -10,9 +10,9 @@ export interface InboxMessage {
 /** Where the read position of an inbox is remembered between graft-agent runs. */
 export const offsetFileOf = (inbox: string): string => `${inbox}.offset`;
 
-async function readOffset(inbox: string): Promise<number> {
+async function readOffset(file: string): Promise<number> {
   try {
-    const n = Number((await readFile(offsetFileOf(inbox), 'utf8')).trim());
+    const n = Number((await readFile(file, 'utf8')).trim());
     return Number.isSafeInteger(n) && n >= 0 ? n : 0;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
@@ -20,8 +20,7 @@ async function readOffset(inbox: string): Promise<number> {
   }
 }
 
-async function writeOffset(inbox: string, offset: number): Promise<void> {
-  const file = offsetFileOf(inbox);
+async function writeOffset(file: string, offset: number): Promise<void> {
   const tmp = `${file}.${process.pid}.tmp`;
   await writeFile(tmp, `${offset}\n`);
   await rename(tmp, file);
@@ -41,9 +40,10 @@ function parseLine(line: string): InboxMessage {
  * The messages appended since the last read, advancing the remembered offset past them. Only
  * complete lines count: a line the broker is still writing is left for the next read. A missing
  * inbox has no messages; an inbox shorter than the offset (recreated) is read from the start.
+ * The offset lives in `offsetFile` (GRAFT_INBOX_OFFSET where the inbox itself is read-only).
  */
-export async function readNewMessages(inbox: string): Promise<InboxMessage[]> {
-  let offset = await readOffset(inbox);
+export async function readNewMessages(inbox: string, offsetFile = offsetFileOf(inbox)): Promise<InboxMessage[]> {
+  let offset = await readOffset(offsetFile);
   let fh: Awaited<ReturnType<typeof open>>;
   try {
     fh = await open(inbox, 'r');
@@ -64,15 +64,15 @@ export async function readNewMessages(inbox: string): Promise<InboxMessage[]> {
   const end = chunk.lastIndexOf(0x0a);
   if (end < 0) return [];
   const lines = chunk.subarray(0, end).toString('utf8').split('\n');
-  await writeOffset(inbox, offset + end + 1);
+  await writeOffset(offsetFile, offset + end + 1);
   return lines.filter((l) => l.trim() !== '').map(parseLine);
 }
 
 /** Waits until at least one new message arrives (polling), or `timeoutMs` passes (then resolves []). */
-export async function waitForMessages(inbox: string, timeoutMs: number, pollMs = 200): Promise<InboxMessage[]> {
+export async function waitForMessages(inbox: string, timeoutMs: number, pollMs = 200, offsetFile = offsetFileOf(inbox)): Promise<InboxMessage[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const got = await readNewMessages(inbox);
+    const got = await readNewMessages(inbox, offsetFile);
     if (got.length > 0) return got;
     const left = deadline - Date.now();
     if (left <= 0) return [];

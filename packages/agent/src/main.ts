@@ -3,7 +3,7 @@ import { GraftApiError } from '@graft/client';
 import { Activity, type AgentStatusResponse } from '@graft/protocol';
 import { Command, CommanderError, Option } from 'commander';
 import { AgentClient } from './agent-client.js';
-import { AgentConfigError, loadInboxPath } from './config.js';
+import { AgentConfigError, loadInbox } from './config.js';
 import { HOOK_HARNESSES, type HookHarness } from './hook-mapping.js';
 import { type InboxMessage, readNewMessages, waitForMessages } from './inbox-reader.js';
 
@@ -120,9 +120,9 @@ function buildProgram(): Command {
     .option('--json', 'print each message as its JSON record {at, text}')
     .action(async (opts: { wait?: boolean; timeout?: string; json?: boolean }) => {
       if (opts.timeout !== undefined && !opts.wait) throw new UsageError('--timeout applies only with --wait');
-      const inbox = loadInboxPath(process.env);
+      const inbox = loadInbox(process.env);
       const timeoutMs = opts.timeout === undefined ? Number.POSITIVE_INFINITY : parseSeconds('--timeout', opts.timeout) * 1000;
-      printMessages(opts.wait ? await waitForMessages(inbox, timeoutMs) : await readNewMessages(inbox), opts.json === true);
+      printMessages(opts.wait ? await waitForMessages(inbox.path, timeoutMs, 200, inbox.offsetFile) : await readNewMessages(inbox.path, inbox.offsetFile), opts.json === true);
     });
 
   program

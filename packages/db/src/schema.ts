@@ -41,6 +41,10 @@ export interface ProjectsTable {
   id: string;
   name: string;
   git_remote: string | null;
+  /** The remote as registered, which agents clone (git_remote is the normalised identity). */
+  clone_url: string | null;
+  /** Whether agents that stall are suspended by the liveness sweep. */
+  auto_suspend_stalled: Generated<boolean>;
   labels: JSONColumnType<Record<string, string>>;
   created_by: string | null;
   created_at: Timestamp;

@@ -20,8 +20,13 @@ export type RegisterProjectRequest = z.infer<typeof RegisterProjectRequest>;
 
 /** `PATCH /projects/:id` body. */
 export const UpdateProjectRequest = z
-  .strictObject({ name: ResourceName.optional(), labels: Labels.optional() })
-  .refine((b) => b.name !== undefined || b.labels !== undefined, 'nothing to update: give name or labels');
+  .strictObject({
+    name: ResourceName.optional(),
+    labels: Labels.optional(),
+    /** Suspend agents of this project when they stall (they resume on a message with wake, or a start). */
+    autoSuspendStalled: z.boolean().optional(),
+  })
+  .refine((b) => b.name !== undefined || b.labels !== undefined || b.autoSuspendStalled !== undefined, 'nothing to update: give name, labels or autoSuspendStalled');
 /** `PATCH /projects/:id` body. */
 export type UpdateProjectRequest = z.infer<typeof UpdateProjectRequest>;
 
@@ -29,7 +34,9 @@ export type UpdateProjectRequest = z.infer<typeof UpdateProjectRequest>;
 export const Project = z.object({
   id: Uuid,
   name: z.string(),
-  gitRemote: z.string().nullable(),
+  gitRemote: z.string().nullable().describe('normalised remote: the project identity'),
+  cloneUrl: z.string().nullable().describe('the remote as registered; agents clone it into their workspace'),
+  autoSuspendStalled: z.boolean().describe('stalled agents are suspended'),
   labels: z.record(z.string(), z.string()),
   createdBy: Uuid.nullable(),
   createdAt: z.string(),

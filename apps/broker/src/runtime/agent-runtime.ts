@@ -19,15 +19,18 @@ export interface ExecResult {
 /**
  * What the broker hands every agent whatever its runtime (DESIGN §5): the `graft-agent` tool and
  * the hub relay socket, so an agent without network still reaches the hub. Adapters make both
- * visible inside the agent (bind mounts into sandboxes and containers) and set PATH and
- * GRAFT_HUB_SOCKET to where the agent sees them.
+ * visible inside the agent (bind mounts into sandboxes and containers) and set PATH,
+ * GRAFT_AGENT_LIB and GRAFT_HUB_SOCKET to where the agent sees them.
  */
 export interface AgentTools {
-  /** Host directory holding the `graft-agent` executable (a self-contained Node script). */
+  /** Host directory holding the `graft-agent` executable and its library AGENT_LIB_FILE (self-contained Node scripts). */
   binDir: string;
   /** Host directory holding the relay socket `hub.sock` (a directory, so a broker restart that recreates the socket reaches running agents). */
   runDir: string;
 }
+
+/** The `@graft/agent` library bundle in `AgentTools.binDir`; agents find it through GRAFT_AGENT_LIB (its path as they see it). */
+export const AGENT_LIB_FILE = 'graft-agent-lib.mjs';
 
 /** How an agent's run ended, reported once per run to `onExit` listeners. */
 export interface RuntimeExit {

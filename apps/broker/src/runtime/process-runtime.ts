@@ -6,8 +6,8 @@ import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger, type Logger } from '@graft/log';
-import type { AgentSpec } from '@graft/protocol';
-import type { AgentRuntime, AgentTools, ExecResult, RuntimeExit, RuntimeState } from './agent-runtime.js';
+import type { AgentSpec, BrokerRuntime } from '@graft/protocol';
+import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
 import { runCaptured } from './run-captured.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
@@ -24,6 +24,38 @@ export interface ProcessRuntimeOptions {
   removeGraceMs?: number;
   /** The broker's `graft-agent` and relay socket; agents get the bin dir first on PATH and GRAFT_HUB_SOCKET. */
   tools?: AgentTools;
+  /** Confines every agent (and exec) in a sandbox; without one agents run as plain process groups on the host. */
+  sandbox?: ProcessSandbox;
+}
+
+/** A command and the environment it runs with, as ProcessRuntime built it or as a sandbox rewrote it. */
+export interface SandboxCommand {
+  command: string[];
+  env: Record<string, string>;
+}
+
+/** What a sandbox gets to confine a command: the agent's host paths and the env ProcessRuntime built for it. */
+export interface SandboxLaunch extends SandboxCommand {
+  agentId: string;
+  /** The variables the spec (start) or the caller (exec) set themselves, a subset of `env`. */
+  ownEnv: Record<string, string>;
+  workspace: string;
+  inbox: string;
+}
+
+/**
+ * Extension point of {@link ProcessRuntime} for sandboxing runtimes (bwrap): ProcessRuntime keeps the
+ * wrapper, the agent directory, pids, exit files and adoption, and only the command the wrapper runs
+ * (and the one exec() runs) is the sandbox's. The wrapper stays outside, as the leader of the process
+ * group stop() signals, so everything the sandbox runs must stay in that group.
+ */
+export interface ProcessSandbox {
+  /** The runtime's name: what the runtime reports and whose RUNTIME_CAPABILITIES start() enforces. */
+  readonly name: BrokerRuntime;
+  /** The command and env the wrapper runs for an agent's run in place of the agent's own; throws when the sandbox cannot run. */
+  confine(launch: SandboxLaunch & { spec: AgentSpec }): Promise<SandboxCommand>;
+  /** The command and env exec() runs to run `launch.command` inside the running sandbox of the run whose wrapper is `wrapperPid`. */
+  enter(launch: SandboxLaunch & { wrapperPid: number }): Promise<SandboxCommand>;
 }
 
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -144,20 +176,22 @@ function spawnWrapper(
 }
 
 /**
- * Adapter: runs agents as plain process groups on the broker's host (DESIGN §5). Everything lives in
+ * Adapter: runs agents as plain process groups on the broker's host (DESIGN §5), or confined by a
+ * {@link ProcessSandbox} when given one (BwrapRuntime). Everything lives in
  * `<rootDir>/<agentId>/` (workspace/, output.log, inbox.jsonl, run.json, pid, exit), so a broker that
  * restarts re-adopts running agents, and a shell wrapper records each exit code even while no broker
  * runs. Runs that end while an instance watches them (started by it, or found running by list/inspect)
  * are reported to onExit; a run that ended while no instance watched is reported by inspect() only.
  */
 export class ProcessRuntime implements AgentRuntime {
-  readonly name = 'process' as const;
+  readonly name: BrokerRuntime;
   private readonly rootDir: string;
   private readonly baseEnv: Record<string, string>;
   private readonly log: Logger;
   private readonly pollIntervalMs: number;
   private readonly removeGraceMs: number;
   private readonly tools: AgentTools | undefined;
+  private readonly sandbox: ProcessSandbox | undefined;
   private readonly procfs: boolean;
   private readonly bootId: string;
   private readonly tracked = new Map<string, TrackedRun>();
@@ -169,12 +203,14 @@ export class ProcessRuntime implements AgentRuntime {
   private closed = false;
 
   constructor(options: ProcessRuntimeOptions) {
+    this.name = options.sandbox?.name ?? 'process';
     this.rootDir = options.rootDir;
     this.baseEnv = options.baseEnv ?? {};
-    this.log = (options.log ?? createLogger()).child({ component: 'process-runtime' });
+    this.log = (options.log ?? createLogger()).child({ component: `${this.name}-runtime` });
     this.pollIntervalMs = options.pollIntervalMs ?? 1_000;
     this.removeGraceMs = options.removeGraceMs ?? 2_000;
     this.tools = options.tools;
+    this.sandbox = options.sandbox;
     this.procfs = existsSync('/proc/self/stat');
     this.bootId = this.procfs && existsSync('/proc/sys/kernel/random/boot_id') ? readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : '';
   }
@@ -203,7 +239,7 @@ export class ProcessRuntime implements AgentRuntime {
     const dir = this.agentDir(agentId);
     const command = spec.command;
     if (command === null || command.length === 0) {
-      throw new Error(`agent ${agentId} has no command: the process runtime runs only harnesses that resolve to a command (harness ${spec.harness})`);
+      throw new Error(`agent ${agentId} has no command: the ${this.name} runtime runs only harnesses that resolve to a command (harness ${spec.harness})`);
     }
     const workspace = join(dir, 'workspace');
     if (!this.pristine.delete(agentId)) {
@@ -212,18 +248,20 @@ export class ProcessRuntime implements AgentRuntime {
       if ((await this.inspect(agentId)).state === 'running') return;
       await Promise.all([rm(join(dir, 'exit'), { force: true }), rm(join(dir, 'pid'), { force: true })]);
     }
+    const inbox = join(dir, 'inbox.jsonl');
+    const env: Record<string, string> = { ...this.agentEnv(spec.env), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: inbox };
+    if (options.resume) env.GRAFT_RESUME = '1';
+    else delete env.GRAFT_RESUME;
+    const launch = this.sandbox ? await this.sandbox.confine({ agentId, spec, command, env, ownEnv: spec.env, workspace, inbox }) : { command, env };
+
     const record: RunRecord = { runId: randomUUID(), pid: null, identity: null, startedAt: new Date().toISOString(), resume: options.resume, stopping: false };
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
     await this.writeRun(agentId, record);
 
-    const env: Record<string, string> = { ...this.agentEnv(spec.env), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: join(dir, 'inbox.jsonl') };
-    if (options.resume) env.GRAFT_RESUME = '1';
-    else delete env.GRAFT_RESUME;
-
     const output = await open(join(dir, 'output.log'), 'a');
     let spawned: ReturnType<typeof spawnWrapper>;
     try {
-      spawned = spawnWrapper([dir, ...command], workspace, env, output.fd, (pid) => this.identityOfSync(pid));
+      spawned = spawnWrapper([dir, ...launch.command], workspace, launch.env, output.fd, (pid) => this.identityOfSync(pid));
     } finally {
       await output.close();
     }
@@ -261,10 +299,18 @@ export class ProcessRuntime implements AgentRuntime {
   }
 
   async exec(agentId: string, command: string[], options: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<ExecResult> {
-    if ((await this.inspect(agentId)).state !== 'running') throw new Error(`agent ${agentId} is not running on this node`);
+    const state = await this.inspect(agentId);
+    if (state.state !== 'running') throw new Error(`agent ${agentId} is not running on this node`);
     const workspace = this.workspace(agentId);
-    const env = { ...this.agentEnv(options.env ?? {}), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: join(this.agentDir(agentId), 'inbox.jsonl') };
-    return runCaptured(command, { cwd: workspace, env, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
+    const inbox = join(this.agentDir(agentId), 'inbox.jsonl');
+    const ownEnv = options.env ?? {};
+    const env = { ...this.agentEnv(ownEnv), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: inbox };
+    let run: SandboxCommand = { command, env };
+    if (this.sandbox) {
+      if (state.pid === null) throw new Error(`agent ${agentId} runs without a known pid; cannot enter its sandbox`);
+      run = await this.sandbox.enter({ agentId, command, env, ownEnv, workspace, inbox, wrapperPid: state.pid });
+    }
+    return runCaptured(run.command, { cwd: workspace, env: run.env, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
   }
 
   async stop(agentId: string, options: { graceMs: number }): Promise<void> {
@@ -387,7 +433,12 @@ export class ProcessRuntime implements AgentRuntime {
     const merged = { ...this.baseEnv, ...env };
     if (this.tools === undefined) return merged;
     const path = merged.PATH ?? '/usr/local/bin:/usr/bin:/bin';
-    return { ...merged, PATH: path === '' ? this.tools.binDir : `${this.tools.binDir}:${path}`, GRAFT_HUB_SOCKET: join(this.tools.runDir, 'hub.sock') };
+    return {
+      ...merged,
+      PATH: path === '' ? this.tools.binDir : `${this.tools.binDir}:${path}`,
+      GRAFT_AGENT_LIB: join(this.tools.binDir, AGENT_LIB_FILE),
+      GRAFT_HUB_SOCKET: join(this.tools.runDir, 'hub.sock'),
+    };
   }
 
   private agentDir(agentId: string): string {

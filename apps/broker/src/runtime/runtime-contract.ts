@@ -56,6 +56,7 @@ export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) =
       for (const dir of [tools.binDir, tools.runDir]) await mkdir(dir, { mode: 0o755 });
       await writeFile(join(tools.binDir, 'graft-agent'), '#!/bin/sh\necho "graft-agent here: $*"\n', { mode: 0o755 });
       await chmod(join(tools.binDir, 'graft-agent'), 0o755);
+      await writeFile(join(tools.binDir, 'graft-agent-lib.mjs'), 'export const where = "library here";\n', { mode: 0o644 });
       relay = createServer((socket) => socket.end('relay here\n'));
       await new Promise<void>((resolve) => relay.listen(join(tools.runDir, 'hub.sock'), resolve));
       await chmod(join(tools.runDir, 'hub.sock'), 0o777);
@@ -339,10 +340,10 @@ export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) =
       expect(result.output).toContain('started');
     });
 
-    it('gives every agent graft-agent on its PATH and the hub relay socket in GRAFT_HUB_SOCKET', async () => {
-      const id = await launch(rt, 'graft-agent status thinking; if [ -S "$GRAFT_HUB_SOCKET" ]; then echo "socket: yes"; else echo "socket: no"; fi');
+    it('gives every agent graft-agent on its PATH, its library in GRAFT_AGENT_LIB and the hub relay socket in GRAFT_HUB_SOCKET', async () => {
+      const id = await launch(rt, 'graft-agent status thinking; if [ -S "$GRAFT_HUB_SOCKET" ]; then echo "socket: yes"; else echo "socket: no"; fi; cat "$GRAFT_AGENT_LIB"');
       expect((await exited(rt, id)).exitCode).toBe(0);
-      expect(await outputLines(rt, id)).toEqual(['graft-agent here: status thinking', 'socket: yes']);
+      expect(await outputLines(rt, id)).toEqual(['graft-agent here: status thinking', 'socket: yes', 'export const where = "library here";']);
     });
 
     /** Network interfaces the agent sees, from /proc/net/dev (no tool needed in the image). */

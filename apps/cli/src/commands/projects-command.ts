@@ -1,5 +1,5 @@
 import type { Project, ProjectDetail } from '@graft/protocol';
-import type { Command } from 'commander';
+import { type Command, InvalidArgumentError } from 'commander';
 import { type CliContext, withConnectionOptions } from '../context.js';
 import { formatDetails } from '../output/details.js';
 import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
@@ -23,6 +23,8 @@ export function projectDetails(p: Project | ProjectDetail): string {
     ['ID', p.id],
     ['Name', p.name],
     ['Git remote', orDash(p.gitRemote)],
+    ['Clone URL', orDash(p.cloneUrl)],
+    ['Auto-suspend stalled', p.autoSuspendStalled ? 'on' : 'off'],
     ['Labels', formatLabels(p.labels)],
     ['Your role', p.role ?? '- (platform admin)'],
     ['Created', formatTime(p.createdAt)],
@@ -37,7 +39,7 @@ export function projectDetails(p: Project | ProjectDetail): string {
   return formatDetails(pairs);
 }
 
-/** `graft projects register|ls|show`. */
+/** `graft projects register|ls|show|update`. */
 export function registerProjectsCommand(program: Command, ctx: CliContext): void {
   const projects = program
     .command('projects')
@@ -48,7 +50,8 @@ export function registerProjectsCommand(program: Command, ctx: CliContext): void
 Examples:
   $ graft projects register web --git-remote git@github.com:acme/web.git --label team=core
   $ graft projects ls
-  $ graft projects show web`,
+  $ graft projects show web
+  $ graft projects update web --auto-suspend-stalled on`,
     );
 
   withConnectionOptions(projects.command('register'))
@@ -81,6 +84,28 @@ Examples:
     .action(async (ref: string, opts: { json?: boolean }, cmd: Command) => {
       const client = ctx.client(cmd);
       const project = await client.getProject(await resolveProjectId(client, ref));
+      if (opts.json) printJson(ctx.io, project);
+      else ctx.io.out(projectDetails(project));
+    });
+
+  withConnectionOptions(projects.command('update'))
+    .description('Rename a project, replace its labels, or turn auto-suspend of stalled agents on or off (project admin)')
+    .argument('<project>', 'project id, or a name if only one of your projects has it')
+    .option('--name <name>', 'new name')
+    .option('--label <key=value>', 'a label (repeatable; replaces all labels)', collectKeyValue)
+    .option('--auto-suspend-stalled <on|off>', 'suspend agents that stall (resume them with a start or a message with --wake)')
+    .option('--json', 'print the raw JSON')
+    .addHelpText('after', '\nExample:\n  $ graft projects update web --auto-suspend-stalled on')
+    .action(async (ref: string, opts: { name?: string; label?: Record<string, string>; autoSuspendStalled?: string; json?: boolean }, cmd: Command) => {
+      const flag = opts.autoSuspendStalled;
+      if (flag !== undefined && flag !== 'on' && flag !== 'off') throw new InvalidArgumentError(`--auto-suspend-stalled takes on or off, not ${JSON.stringify(flag)}`);
+      if (opts.name === undefined && opts.label === undefined && flag === undefined) throw new InvalidArgumentError('nothing to update: give --name, --label or --auto-suspend-stalled');
+      const client = ctx.client(cmd);
+      const project = await client.updateProject(await resolveProjectId(client, ref), {
+        ...(opts.name !== undefined ? { name: opts.name } : {}),
+        ...(opts.label !== undefined ? { labels: opts.label } : {}),
+        ...(flag !== undefined ? { autoSuspendStalled: flag === 'on' } : {}),
+      });
       if (opts.json) printJson(ctx.io, project);
       else ctx.io.out(projectDetails(project));
     });

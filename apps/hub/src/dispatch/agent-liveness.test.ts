@@ -65,6 +65,29 @@ describe('agent liveness sweeps', () => {
     }
   });
 
+  it('in a project with autoSuspendStalled a stalled agent is suspended through its broker; elsewhere it keeps running', async () => {
+    const auto = (await admin.registerProject({ name: 'liveness-auto' })).project.id;
+    expect(await admin.updateProject(auto, { autoSuspendStalled: true })).toMatchObject({ autoSuspendStalled: true });
+    await admin.createTemplate({ name: 't', projectId: auto, harness: 'command', command: ['true'] });
+    const before = await metric('suspended');
+    const agent = await admin.createAgent({ projectId: auto, name: 'hung', template: 't' });
+    await waitUntil(async () => (await admin.getAgent(agent.id)).phase === 'running');
+    const token = sim.commands.find((c) => c.agent.agentId === agent.id)?.agent.spec.env.GRAFT_AGENT_TOKEN ?? '';
+    const self = new GraftClient({ baseUrl: fx.hub.url, token });
+    const { agent: other, self: otherSelf } = await runningAgent();
+    await self.reportStatus(agent.id, { activity: 'executing', detail: 'hangs here' });
+    await otherSelf.reportStatus(other.id, { activity: 'executing', detail: 'hangs too' });
+    const suspended = await waitUntil(async () => {
+      const a = await admin.getAgent(agent.id);
+      return a.phase === 'suspended' ? a : undefined;
+    });
+    expect(suspended).toMatchObject({ desiredState: 'suspended' });
+    expect(sim.commands.filter((c) => c.agent.agentId === agent.id).map((c) => c.command)).toEqual(['create', 'suspend']);
+    expect(await metric('suspended')).toBe(before + 1);
+    // The project without the setting: stalled, still wanted running.
+    expect(await admin.getAgent(other.id)).toMatchObject({ activity: 'stalled', desiredState: 'running', phase: 'running' });
+  });
+
   it('idle and waiting agents never stall', async () => {
     const { agent: idle, self } = await runningAgent();
     const { agent: waiting, self: asker } = await runningAgent();

@@ -28,7 +28,9 @@ type Change = 'offline' | 'online' | 'stalled';
  *   has been silent for `agentOfflineAfterMs`;
  * - back to the activity it had (`prior_activity`) once both are alive again;
  * - `stalled` when a busy agent's activity has not changed for `agentStalledAfterMs`, keeping the
- *   activity it stalled from in `prior_activity` (its next report replaces it).
+ *   activity it stalled from in `prior_activity` (its next report replaces it);
+ * - in projects with `auto_suspend_stalled`, a stalled agent still wanted running is suspended (the
+ *   next slow sweep after it stalled, or after the project turned the setting on).
  * Every change goes through the writer and the state machine, as a `platform` report.
  */
 export class AgentLiveness {
@@ -41,6 +43,8 @@ export class AgentLiveness {
       writer: AgentStateWriter;
       settings: LivenessSettings;
       transitions: Counter<'to'>;
+      /** Suspends an agent as the lifecycle API would (desired state, generation, command to its broker). */
+      suspend: (agentId: string) => Promise<void>;
       log: Logger;
     },
   ) {}
@@ -80,13 +84,32 @@ export class AgentLiveness {
   async sweepAgents(): Promise<void> {
     const silent = sql.lit(`${this.deps.settings.agentOfflineAfterMs} milliseconds`);
     const still = sql.lit(`${this.deps.settings.agentStalledAfterMs} milliseconds`);
-    const { rows } = await sql<{ id: string; change: Change }>`
+    const { rows } = await sql<{ id: string; change: Change | 'suspend' }>`
       SELECT a.id, CASE WHEN a.last_seen_at < now() - ${silent}::interval THEN 'offline' ELSE 'stalled' END AS change
         FROM agents a
         WHERE a.phase = 'running'
           AND ((a.activity IS DISTINCT FROM 'offline' AND a.last_seen_at < now() - ${silent}::interval)
-            OR (a.activity = ANY(${BUSY_ACTIVITIES}::text[]) AND a.activity_changed_at < now() - ${still}::interval))`.execute(this.deps.db);
-    await this.apply(rows);
+            OR (a.activity = ANY(${BUSY_ACTIVITIES}::text[]) AND a.activity_changed_at < now() - ${still}::interval))
+      UNION ALL
+      SELECT a.id, 'suspend' AS change FROM agents a JOIN projects p ON p.id = a.project_id
+        WHERE p.auto_suspend_stalled AND a.phase = 'running' AND a.activity = 'stalled' AND a.desired_state = 'running'`.execute(this.deps.db);
+    await this.apply(rows.filter((r): r is { id: string; change: Change } => r.change !== 'suspend'));
+    await this.suspendStalled(rows.filter((r) => r.change === 'suspend').map((r) => r.id));
+  }
+
+  private async suspendStalled(ids: readonly string[]): Promise<void> {
+    await Promise.all(
+      ids.map(async (id) => {
+        try {
+          await this.deps.suspend(id);
+          this.deps.transitions.inc({ to: 'suspended' });
+          this.deps.log.info('agent.auto_suspended', { agentId: id });
+        } catch (err) {
+          // The agent moved on meanwhile (reported, was stopped): nothing to suspend.
+          this.deps.log.info('agent.auto_suspend_skipped', { agentId: id, reason: err instanceof Error ? err.message : String(err) });
+        }
+      }),
+    );
   }
 
   private async apply(rows: ReadonlyArray<{ id: string; change: Change }>): Promise<void> {

@@ -77,7 +77,7 @@ interface AgentRow {
   broker_id: string | null;
   spec: TemplateSpec;
   runtimes: string[] | null;
-  git_remote: string | null;
+  clone_url: string | null;
 }
 
 /**
@@ -143,7 +143,7 @@ export class Dispatcher {
     try {
       const [secrets, project] = await Promise.all([
         loadProjectSecrets(this.deps.db, this.deps.box, [a.projectId]),
-        this.deps.db.selectFrom('projects').select('git_remote').where('id', '=', a.projectId).executeTakeFirst(),
+        this.deps.db.selectFrom('projects').select('clone_url').where('id', '=', a.projectId).executeTakeFirst(),
       ]);
       const desired = this.toDesired({
         id: a.id,
@@ -160,7 +160,7 @@ export class Dispatcher {
         broker_id: brokerId,
         spec: a.spec,
         runtimes: [runtime],
-        git_remote: project?.git_remote ?? null,
+        clone_url: project?.clone_url ?? null,
       }, secrets.get(a.projectId) ?? {});
       await this.send(brokerId, 'create', desired);
     } catch (err) {
@@ -458,7 +458,7 @@ export class Dispatcher {
         'a.broker_id',
         'tv.spec',
         'b.runtimes',
-        'p.git_remote',
+        'p.clone_url',
       ]);
     q = 'agentIds' in where ? q.where('a.id', 'in', where.agentIds) : q.where('a.broker_id', '=', where.brokerId);
     const rows = (await q.orderBy('a.id').execute()) as unknown as AgentRow[];
@@ -489,7 +489,7 @@ export class Dispatcher {
       labels: r.labels,
       network: runtimeNeeds(r.spec).network,
       resources: r.spec.resources ?? {},
-      repository: r.git_remote,
+      repository: r.clone_url,
     };
     return {
       agentId: r.id,

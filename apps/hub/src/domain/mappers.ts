@@ -30,6 +30,8 @@ export function toProject(r: Selectable<ProjectsTable>, role: ProjectRole | null
     id: r.id,
     name: r.name,
     gitRemote: r.git_remote,
+    cloneUrl: r.clone_url,
+    autoSuspendStalled: r.auto_suspend_stalled,
     labels: r.labels,
     createdBy: r.created_by,
     createdAt: iso(r.created_at),

@@ -49,7 +49,7 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
   });
   const livenessTransitions = new Counter({
     name: 'graft_agent_liveness_transitions_total',
-    help: 'Activities set by the liveness sweeps: offline, online (restored) or stalled',
+    help: 'Changes made by the liveness sweeps: activity offline, online (restored) or stalled, and auto-suspension (suspended)',
     labelNames: ['to'] as const,
     registers: [registry],
   });

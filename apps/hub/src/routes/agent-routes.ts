@@ -24,6 +24,7 @@ import { type Selectable, sql } from 'kysely';
 import type { Principal } from '../auth/principal.js';
 import { asUser, hasRole, requireProjectRole } from '../domain/access.js';
 import { decodeCursor, isUuidKey, rawJsonPage, toPage } from '../domain/cursor.js';
+import { applyLifecycleAction } from '../domain/lifecycle-action.js';
 import { agentJsonSql } from '../domain/mappers.js';
 import { isUniqueViolation } from '../domain/pg-errors.js';
 import { uuidv7 } from '../domain/uuid.js';
@@ -95,24 +96,7 @@ export function agentRoutes(ctx: HubContext): RouteSpec[] {
       responses: { 200: Agent },
       handler: async ({ params, principal }) => {
         await loadAgent(principal, params.id, 'member');
-        await ctx.agentWriter.update(params.id, (cur) => {
-          const out = decideAction(cur, action);
-          if (!out.ok) throw new GraftError('invalid_transition', out.message, { phase: cur.phase, desiredState: cur.desiredState, action });
-          // No broker owns an unplaced agent, so the hub itself observes it stopping.
-          const unplaced = cur.brokerId === null;
-          const stopNow = action === 'stop' && unplaced && canTransition(cur.phase, 'stopped');
-          return {
-            set: {
-              desired_state: out.desiredState,
-              generation: out.bumpGeneration ? cur.generation + 1 : cur.generation,
-              resume: out.resume,
-              ...(stopNow ? { phase: 'stopped', activity: null } : {}),
-              // An unplaced agent waits for a broker exactly while it is wanted running.
-              ...(unplaced ? { pending_reason: out.desiredState === 'running' ? 'no_broker' : null } : {}),
-            },
-            result: () => undefined,
-          };
-        });
+        await applyLifecycleAction(ctx.agentWriter, params.id, action);
         ctx.log.info('agent.action', { agentId: params.id, action });
         const body = await agentJson(params.id);
         // Restart is a start of a new generation that does not resume.

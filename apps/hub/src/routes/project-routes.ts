@@ -74,7 +74,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
         const created = await db.transaction().execute(async (trx) => {
           const inserted = await trx
             .insertInto('projects')
-            .values({ id, name: body.name, git_remote: remote, labels: JSON.stringify(body.labels ?? {}), created_by: user.userId })
+            .values({ id, name: body.name, git_remote: remote, clone_url: remote === null ? null : (body.gitRemote ?? null), labels: JSON.stringify(body.labels ?? {}), created_by: user.userId })
             .onConflict((oc) => oc.doNothing())
             .returningAll()
             .executeTakeFirst();
@@ -120,7 +120,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
     route({
       method: 'patch',
       path: '/api/v1/projects/:id',
-      summary: 'Rename a project or replace its labels (project admin)',
+      summary: 'Rename a project, replace its labels or set auto-suspend of stalled agents (project admin)',
       tag: 'projects',
       auth: 'user',
       params: IdParams,
@@ -133,6 +133,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
           .set({
             ...(body.name !== undefined ? { name: body.name } : {}),
             ...(body.labels !== undefined ? { labels: JSON.stringify(body.labels) } : {}),
+            ...(body.autoSuspendStalled !== undefined ? { auto_suspend_stalled: body.autoSuspendStalled } : {}),
             updated_at: new Date(),
           })
           .where('id', '=', params.id)
