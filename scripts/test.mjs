@@ -4,13 +4,16 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureSystemPackages } from './lib/system-packages.mjs';
 import { ensurePnpm, installAndBuild, ROOT, run, step } from './lib/workspace.mjs';
 
 if (process.argv.includes('--help') || process.argv.includes('-h')) {
   process.stdout.write(`Usage: npm test [-- <vitest filters>]
 
 Installs dependencies, builds, lints, typechecks and runs the whole test suite against real
-processes (an embedded Postgres started for the run, real hub processes on ephemeral ports).
+processes (an embedded Postgres and a private Podman service started for the run, real hub and
+broker processes on ephemeral ports, bubblewrap sandboxes). As root on Debian it first installs
+the system packages the tests drive (podman, runc, busybox-static, bubblewrap, git) if missing.
 Extra arguments are passed to vitest, e.g. \`npm test -- apps/hub\`.
 Set GRAFT_TEST_DATABASE_URL to use an existing Postgres (superuser) instead of the embedded one.
 Set GRAFT_SKIP_BUILD=1 to skip install, build, lint and typecheck.
@@ -21,6 +24,7 @@ Set GRAFT_SKIP_BUILD=1 to skip install, build, lint and typecheck.
 const extra = process.argv.slice(2);
 const started = Date.now();
 try {
+  ensureSystemPackages();
   const pnpm = ensurePnpm();
   if (process.env.GRAFT_SKIP_BUILD !== '1') {
     installAndBuild(pnpm);
