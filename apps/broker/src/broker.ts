@@ -10,6 +10,7 @@ import { type BrokerCredentials, CredentialsError, readBrokerCredentials } from 
 import { startHubRelay } from './hub-relay.js';
 import { startLocalApi } from './local-api.js';
 import type { AgentRuntime, AgentTools } from './runtime/agent-runtime.js';
+import { BwrapRuntime } from './runtime/bwrap-runtime.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import { TunnelClient } from './tunnel-client.js';
 import { BROKER_VERSION } from './version.js';
@@ -53,6 +54,8 @@ function createRuntimes(config: BrokerConfig, tools: AgentTools, log: Logger): M
         runtimes.set(name, new ProcessRuntime({ rootDir, baseEnv, tools, log: log.child({ component: 'process-runtime' }) }));
         break;
       case 'bwrap':
+        runtimes.set(name, new BwrapRuntime({ rootDir, baseEnv, tools, log: log.child({ component: 'bwrap-runtime' }) }));
+        break;
       case 'docker':
         throw new Error(`runtime ${name} is not wired yet`);
     }

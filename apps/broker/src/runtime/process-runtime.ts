@@ -39,6 +39,8 @@ export interface SandboxLaunch extends SandboxCommand {
   agentId: string;
   /** The variables the spec (start) or the caller (exec) set themselves, a subset of `env`. */
   ownEnv: Record<string, string>;
+  /** The agent's directory on the host (`<rootDir>/<agentId>`), where a sandbox may keep state of its own. */
+  agentDir: string;
   workspace: string;
   inbox: string;
 }
@@ -54,6 +56,12 @@ export interface ProcessSandbox {
   readonly name: BrokerRuntime;
   /** The command and env the wrapper runs for an agent's run in place of the agent's own; throws when the sandbox cannot run. */
   confine(launch: SandboxLaunch & { spec: AgentSpec }): Promise<SandboxCommand>;
+  /**
+   * Resolves once the run whose wrapper is `wrapperPid` has the agent's command running inside the
+   * sandbox, or has ended; start() waits for it, so the SIGTERM of a stop() right after start() cannot
+   * fall into the sandbox's setup and miss the command.
+   */
+  started(wrapperPid: number): Promise<void>;
   /** The command and env exec() runs to run `launch.command` inside the running sandbox of the run whose wrapper is `wrapperPid`. */
   enter(launch: SandboxLaunch & { wrapperPid: number }): Promise<SandboxCommand>;
 }
@@ -228,7 +236,8 @@ export class ProcessRuntime implements AgentRuntime {
       if ((await this.inspect(agentId)).state === 'running') throw new Error(`agent ${agentId} is running; stop it before preparing a fresh workspace`);
       this.tracked.delete(agentId);
       await Promise.all(
-        ['workspace', 'output.log', 'inbox.jsonl', 'run.json', 'pid', 'exit'].map((name) => rm(join(dir, name), { recursive: true, force: true })),
+        // What a run leaves, a sandbox's too (home, inbox-state), and the inbox read position kept next to the inbox.
+        ['workspace', 'output.log', 'inbox.jsonl', 'inbox.jsonl.offset', 'home', 'inbox-state', 'run.json', 'pid', 'exit'].map((name) => rm(join(dir, name), { recursive: true, force: true })),
       );
     }
     await mkdir(join(dir, 'workspace'), { recursive: true });
@@ -252,7 +261,7 @@ export class ProcessRuntime implements AgentRuntime {
     const env: Record<string, string> = { ...this.agentEnv(spec.env), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: inbox };
     if (options.resume) env.GRAFT_RESUME = '1';
     else delete env.GRAFT_RESUME;
-    const launch = this.sandbox ? await this.sandbox.confine({ agentId, spec, command, env, ownEnv: spec.env, workspace, inbox }) : { command, env };
+    const launch = this.sandbox ? await this.sandbox.confine({ agentId, spec, command, env, ownEnv: spec.env, agentDir: dir, workspace, inbox }) : { command, env };
 
     const record: RunRecord = { runId: randomUUID(), pid: null, identity: null, startedAt: new Date().toISOString(), resume: options.resume, stopping: false };
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
@@ -291,6 +300,7 @@ export class ProcessRuntime implements AgentRuntime {
     } finally {
       markReady();
     }
+    if (this.sandbox) await this.sandbox.started(pid);
     this.log.info('agent.started', { agentId, runId: record.runId, pid, resume: options.resume, generation: options.generation });
   }
 
@@ -308,7 +318,7 @@ export class ProcessRuntime implements AgentRuntime {
     let run: SandboxCommand = { command, env };
     if (this.sandbox) {
       if (state.pid === null) throw new Error(`agent ${agentId} runs without a known pid; cannot enter its sandbox`);
-      run = await this.sandbox.enter({ agentId, command, env, ownEnv, workspace, inbox, wrapperPid: state.pid });
+      run = await this.sandbox.enter({ agentId, command, env, ownEnv, agentDir: this.agentDir(agentId), workspace, inbox, wrapperPid: state.pid });
     }
     return runCaptured(run.command, { cwd: workspace, env: run.env, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
   }
