@@ -92,12 +92,11 @@ function killGroup(pgid: number): void {
 
 /**
  * Kills what agents a broker left behind (they are detached process groups that outlive it): the
- * groups named by the runtime's pid files under `<dataDir>/agents/process/<id>/pid`, and every group with a
+ * groups named by the runtime's pid files under `<dataDir>/agents/{process,bwrap}/<id>/pid`, and every group with a
  * process whose command line mentions `marker`.
  */
 export function killLeftoverAgents(marker: string, dataDirs: readonly string[]): void {
-  for (const dataDir of dataDirs) {
-    const root = join(dataDir, 'agents', 'process');
+  for (const root of dataDirs.flatMap((dataDir) => ['process', 'bwrap'].map((runtime) => join(dataDir, 'agents', runtime)))) {
     if (!existsSync(root)) continue;
     for (const id of readdirSync(root)) {
       try {
