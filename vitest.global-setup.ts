@@ -1,15 +1,40 @@
-import { startTestPostgres, type TestPostgres } from '@graft/testkit';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { type PodmanService, prepareTestAgentImage, startPodmanService, startTestPostgres, type TestPostgres } from '@graft/testkit';
 import type { TestProject } from 'vitest/node';
 
 let pg: TestPostgres | undefined;
+let podman: PodmanService | undefined;
 
-/** One Postgres server for the whole run; each test file creates its own database on it. */
-export async function setup(project: TestProject): Promise<void> {
-  pg = await startTestPostgres();
-  project.provide('pgAdminUrl', pg.adminUrl);
+/** Test images are cached here (gitignored) across runs; a run starting from nothing builds them once. */
+const IMAGE_CACHE = join(dirname(fileURLToPath(import.meta.url)), '.tools', 'podman-test-images');
+
+/** The run's container engine: a private Podman service that sees the (cached) test agent image. */
+async function startContainers(): Promise<{ service: PodmanService; image: string }> {
+  const { image, store } = await prepareTestAgentImage(IMAGE_CACHE);
+  return { service: await startPodmanService({ imageStores: [store] }), image };
 }
 
-/** Stops the server this run started (by its handle, which stops its PID). */
+/**
+ * One Postgres server for the whole run (each test file creates its own database on it), and one
+ * Podman service with the test agent image (the docker runtime's tests create labelled containers on it).
+ * Both start at once; a machine without podman fails here with how to install it.
+ */
+export async function setup(project: TestProject): Promise<void> {
+  const [pgResult, containers] = await Promise.allSettled([startTestPostgres(), startContainers()]);
+  if (pgResult.status === 'fulfilled') pg = pgResult.value;
+  if (containers.status === 'fulfilled') podman = containers.value.service;
+  if (pgResult.status === 'rejected' || containers.status === 'rejected') await teardown();
+  if (pgResult.status === 'rejected') throw pgResult.reason;
+  if (containers.status === 'rejected') throw containers.reason;
+  project.provide('pgAdminUrl', pgResult.value.adminUrl);
+  project.provide('dockerSocket', containers.value.service.socketPath);
+  project.provide('testAgentImage', containers.value.image);
+}
+
+/** Stops what this run started (by their handles, which stop their PIDs). */
 export async function teardown(): Promise<void> {
-  await pg?.stop();
+  await Promise.all([pg?.stop(), podman?.stop()]);
+  pg = undefined;
+  podman = undefined;
 }

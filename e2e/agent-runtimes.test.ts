@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
@@ -82,7 +83,28 @@ const RUNTIMES: Array<{ runtime: BrokerRuntime; network: boolean }> = [
   { runtime: 'process', network: true },
   // Without network: the agent reaches the hub only through the relay socket its broker mounts.
   { runtime: 'bwrap', network: false },
+  { runtime: 'docker', network: false },
 ];
+
+/** What a docker-runtime broker needs: the run's Podman service and the test agent image (vitest.global-setup.ts). */
+const dockerEnv = () => ({ DOCKER_HOST: `unix://${inject('dockerSocket')}`, GRAFT_BROKER_DOCKER_IMAGE: inject('testAgentImage') });
+
+/** Containers on the run's engine labelled with a broker, straight from the Docker API. */
+function containersOf(brokerId: string): Promise<Array<{ Id: string; State: string; Labels: Record<string, string> }>> {
+  const filters = encodeURIComponent(JSON.stringify({ label: [`graft.broker=${brokerId}`] }));
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ socketPath: inject('dockerSocket'), path: `/v1.41/containers/json?all=true&filters=${filters}` }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => {
+        body += c;
+      });
+      res.on('end', () => (res.statusCode === 200 ? resolve(JSON.parse(body)) : reject(new Error(`docker API ${res.statusCode}: ${body}`))));
+    });
+    req.once('error', reject);
+    req.end();
+  });
+}
 
 describe.each(RUNTIMES)('a script agent in the $runtime runtime', ({ runtime, network }) => {
   let projectId: string;
@@ -90,7 +112,7 @@ describe.each(RUNTIMES)('a script agent in the $runtime runtime', ({ runtime, ne
 
   beforeAll(async () => {
     projectId = (await admin.registerProject({ name: `rt-${runtime}`, gitRemote: makeRepo(`repo-${runtime}`) })).project.id;
-    broker = await brokers.add(`rt-${runtime}`, { register: { projectIds: [projectId] }, env: { GRAFT_BROKER_RUNTIMES: runtime } });
+    broker = await brokers.add(`rt-${runtime}`, { register: { projectIds: [projectId] }, env: { GRAFT_BROKER_RUNTIMES: runtime, ...(runtime === 'docker' ? dockerEnv() : {}) } });
     await admin.createTemplate({ name: 'walker', projectId, harness: 'script', command: ['agent.mjs'], runtime, network });
   });
 
@@ -169,5 +191,32 @@ describe('harnesses and liveness on a real broker', () => {
     expect(after).toMatchObject({ desiredState: 'suspended', phase: 'suspended' });
     const pidFile = join(brokers.all.find((b) => b.name === 'rt-harness')?.dataDir ?? '', 'agents', 'process', a.id, 'pid');
     expect(existsSync(pidFile)).toBe(false);
+  });
+});
+
+describe('containers across a broker restart', () => {
+  it('a broker killed while its containers run re-adopts them on restart: same containers, no duplicates, agents keep running', async () => {
+    const projectId = (await admin.registerProject({ name: 'rt-readopt' })).project.id;
+    const b = await brokers.add('rt-readopt', { register: { projectIds: [projectId] }, env: { GRAFT_BROKER_RUNTIMES: 'docker', ...dockerEnv() } });
+    await admin.createTemplate({ name: 'long', projectId, harness: 'command', runtime: 'docker', command: ['sh', '-c', 'echo started >> runs.txt; exec sleep 300'] });
+    const agents = await Promise.all(['one', 'two'].map((name) => admin.createAgent({ projectId, name, template: 'long' })));
+    for (const a of agents) await eventually(async () => expect((await admin.getAgent(a.id)).phase).toBe('running'), { timeoutMs: 30_000 });
+    const before = await containersOf(b.brokerId);
+    expect(before.map((c) => c.State)).toEqual(['running', 'running']);
+    expect(before.map((c) => c.Labels['graft.agent-id']).sort()).toEqual(agents.map((a) => a.id).sort());
+
+    const restarted = await brokers.restart(b);
+    await restarted.waitForLog((l) => l.event === 'tunnel.connected');
+    // The reconnect's reconciliation ran; nothing was started again.
+    await new Promise((r) => setTimeout(r, 1_000));
+    const after = await containersOf(b.brokerId);
+    expect(after.map((c) => [c.Id, c.State]).sort()).toEqual(before.map((c) => [c.Id, 'running']).sort());
+    for (const a of agents) {
+      expect(await admin.getAgent(a.id)).toMatchObject({ phase: 'running', brokerId: b.brokerId });
+      expect(readFileSync(join(b.dataDir, 'agents', 'docker', a.id, 'workspace', 'runs.txt'), 'utf8')).toBe('started\n');
+    }
+    // And the adopted containers are still under control: deleting the agents removes them.
+    for (const a of agents) await admin.deleteAgent(a.id);
+    await eventually(async () => expect(await containersOf(b.brokerId)).toEqual([]), { timeoutMs: 30_000 });
   });
 });

@@ -11,6 +11,7 @@ import { startHubRelay } from './hub-relay.js';
 import { startLocalApi } from './local-api.js';
 import type { AgentRuntime, AgentTools } from './runtime/agent-runtime.js';
 import { BwrapRuntime } from './runtime/bwrap-runtime.js';
+import { DockerRuntime } from './runtime/docker-runtime.js';
 import { ProcessRuntime } from './runtime/process-runtime.js';
 import { TunnelClient } from './tunnel-client.js';
 import { BROKER_VERSION } from './version.js';
@@ -43,8 +44,8 @@ function defaultTools(log: Logger): BrokerTools {
   return { agentTool: tool.bundles };
 }
 
-/** One adapter per runtime the node offers, each keeping its agents under `<dataDir>/agents`. */
-function createRuntimes(config: BrokerConfig, tools: AgentTools, log: Logger): Map<string, AgentRuntime> {
+/** One adapter per runtime the node offers, each keeping its agents under `<dataDir>/agents/<runtime>`; containers carry the broker's id as label. */
+function createRuntimes(config: BrokerConfig, brokerId: string, tools: AgentTools, log: Logger): Map<string, AgentRuntime> {
   const runtimes = new Map<string, AgentRuntime>();
   const baseEnv = config.agents.baseEnv;
   for (const name of config.agents.runtimes) {
@@ -57,7 +58,18 @@ function createRuntimes(config: BrokerConfig, tools: AgentTools, log: Logger): M
         runtimes.set(name, new BwrapRuntime({ rootDir, baseEnv, tools, log: log.child({ component: 'bwrap-runtime' }) }));
         break;
       case 'docker':
-        throw new Error(`runtime ${name} is not wired yet`);
+        runtimes.set(
+          name,
+          new DockerRuntime({
+            engine: config.docker.endpoint,
+            rootDir,
+            defaultImage: config.docker.defaultImage,
+            brokerLabel: brokerId,
+            tools,
+            log: log.child({ component: 'docker-runtime' }),
+          }),
+        );
+        break;
     }
   }
   return runtimes;
@@ -79,7 +91,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
     log.info('broker.agent_tool_ready', { tool: installed, bundle: tools.agentTool });
   }
   const relay = await startHubRelay({ runDir: agentTools.runDir, hubUrl: credentials.hubUrl, log: log.child({ component: 'hub-relay' }) });
-  const runtimes = createRuntimes(config, agentTools, log);
+  const runtimes = createRuntimes(config, credentials.brokerId, agentTools, log);
   const records = new AgentRecords(config.dataDir);
   const metrics = createBrokerMetrics(() => {
     const byPhase = new Map<string, number>();

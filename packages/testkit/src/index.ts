@@ -9,3 +9,5 @@ export * from './broker-registration.js';
 export * from './broker-process.js';
 export * from './eventually.js';
 export * from './process-logs.js';
+export * from './podman-service.js';
+export * from './test-agent-image.js';

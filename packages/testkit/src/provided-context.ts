@@ -6,8 +6,12 @@ declare module 'vitest' {
   export interface ProvidedContext {
     /** Superuser URL of the run's Postgres; each test file creates its own database on it. */
     pgAdminUrl: string;
+    /** API socket of the run's private Podman service (Docker-compatible), for the docker runtime's tests. */
+    dockerSocket: string;
+    /** A local image on that service with busybox and node, for agents in the docker runtime's tests. */
+    testAgentImage: string;
   }
 }
 
 /** The keys the global setup provides, for code that wants to check them at run time. */
-export const PROVIDED_KEYS = ['pgAdminUrl'] as const;
+export const PROVIDED_KEYS = ['pgAdminUrl', 'dockerSocket', 'testAgentImage'] as const;

@@ -1,0 +1,30 @@
+import { open } from 'node:fs/promises';
+
+/** How much of the end of a log tailFile reads: enough for error details, bounded whatever the log's size. */
+const TAIL_BYTES = 64 * 1024;
+
+/** The last `lines` complete lines of the file at `path` (within its last 64 KiB); '' when it does not exist. */
+export async function tailFile(path: string, lines: number): Promise<string> {
+  if (lines <= 0) return '';
+  let handle: Awaited<ReturnType<typeof open>>;
+  try {
+    handle = await open(path, 'r');
+  } catch (err) {
+    if (typeof err === 'object' && err !== null && 'code' in err && err.code === 'ENOENT') return '';
+    throw err;
+  }
+  try {
+    const { size } = await handle.stat();
+    const length = Math.min(size, TAIL_BYTES);
+    const buffer = Buffer.alloc(length);
+    const { bytesRead } = await handle.read(buffer, 0, length, size - length);
+    let text = buffer.subarray(0, bytesRead).toString('utf8');
+    // A read that starts mid-file starts mid-line (and maybe mid-character): drop that partial line.
+    if (length < size) text = text.slice(text.indexOf('\n') + 1);
+    if (text.endsWith('\n')) text = text.slice(0, -1);
+    if (text === '') return '';
+    return text.split('\n').slice(-lines).join('\n');
+  } finally {
+    await handle.close();
+  }
+}
