@@ -256,7 +256,8 @@ describe('AgentSupervisor with the process runtime', () => {
     const { supervisor, phases, reports, dataDir, runtime } = node();
     const repo = join(dataDir, 'origin');
     mkdirSync(repo);
-    writeFileSync(join(repo, 'agent.mjs'), "import { readFileSync } from 'node:fs';\nconsole.log(`task=${process.env.GRAFT_TASK} readme=${readFileSync('README', 'utf8').trim()} args=${process.argv.slice(2).join(',')}`);\n");
+    const script = ["import { readFileSync } from 'node:fs';", "const readme = readFileSync('README', 'utf8').trim();", "console.log('task=' + process.env.GRAFT_TASK + ' readme=' + readme + ' args=' + process.argv.slice(2).join(','));"];
+    writeFileSync(join(repo, 'agent.mjs'), `${script.join('\n')}\n`);
     writeFileSync(join(repo, 'README'), 'from the repo\n');
     const git = (...args: string[]) => execFileSync('git', args, { cwd: repo, env: { PATH: '/usr/bin:/bin', HOME: dataDir, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@t', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@t' } });
     git('init', '-q');

@@ -5,7 +5,6 @@ import {
   AgentStatusResponse,
   AgentToken,
   applyStatus,
-  canTransition,
   CreateAgentRequest,
   decideAction,
   GraftError,
