@@ -16,15 +16,18 @@ await agent.status('thinking', `${role}: reading the task`);
 await pause(step);
 await agent.status('executing', `${role}: running the checks`);
 await pause(step);
+let summary = `${role}: finished`;
 if (mode === 'ask') {
   await agent.ask(`${role}: which branch should I push to?`);
   const inbox = loadInbox(process.env);
   let answer = [];
   while (answer.length === 0) answer = await waitForMessages(inbox.path, 60_000, 200, inbox.offsetFile);
-  await agent.status('executing', `${role}: pushing to ${answer.map((m) => m.text).join(' ')}`);
+  const branch = answer.map((m) => m.text).join(' ');
+  await agent.status('executing', `${role}: pushing to ${branch}`);
   await pause(step);
+  summary = `${role}: finished, pushed to ${branch}`;
 }
-await agent.done(`${role}: finished`);
+await agent.done(summary);
 stopHeartbeat();
 // Like a harness session at rest: done, but still there until someone stops it.
 setInterval(() => {}, 60_000);

@@ -53,6 +53,8 @@ try {
       failed ??= Object.assign(new Error('skipped tests on CI'), { exitCode: 1 });
     }
     process.stdout.write(`\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
+    // The report, not vitest's exit status alone, decides: a failed test fails the run whatever vitest exited with.
+    if (r.numFailedTests > 0 || r.numFailedTestSuites > 0) failed ??= Object.assign(new Error(`${r.numFailedTests} test(s) and ${r.numFailedTestSuites} file(s) failed`), { exitCode: 1 });
     // An unhandled error can hide a broken test (or come from one), so it fails the run like a failed test.
     const outcome = JSON.parse(readFileSync(outcomeFile, 'utf8'));
     if (outcome.unhandledErrors > 0) {

@@ -127,6 +127,23 @@ describe('graft templates', () => {
     expect(template.latestVersion).toBe(1);
   });
 
+  it('create takes the runtime, network, limits and broker labels; show explains what they mean', async () => {
+    const run = await graft(
+      'templates', 'create', 'boxed', '--project', 'api', '--harness', 'script', '--command', 'agent.mjs',
+      '--runtime', 'docker', '--no-network', '--memory-mb', '64', '--cpus', '0.5', '--label', 'gpu=a100', '--json',
+    );
+    expect(run.stderr).toBe('');
+    const boxed = jsonOf<Template>(run);
+    expect(boxed.latest).toMatchObject({ runtime: 'docker', network: false, resources: { memoryMb: 64, cpus: 0.5 }, requirements: { labels: { gpu: 'a100' } } });
+    const shown = await graft('templates', 'show', boxed.id);
+    expect(shown.stdout).toMatch(/^Runtime: +docker$/m);
+    expect(shown.stdout).toMatch(/^Network: +no \(hub reachable through the broker only\)$/m);
+    expect(shown.stdout).toMatch(/^Broker labels: +gpu=a100$/m);
+    const bad = await graft('templates', 'create', 'bad', '--project', 'api', '--harness', 'command', '--runtime', 'vm');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain("Allowed choices are process, docker, bwrap");
+  });
+
   it('create prints a human summary without --json', async () => {
     const run = await graft('templates', 'create', 'echo', '--project', 'web', '--harness', 'script');
     expect(run.code).toBe(0);

@@ -1,6 +1,7 @@
 import type { Project, ProjectDetail } from '@graft/protocol';
 import { type Command, InvalidArgumentError } from 'commander';
 import { type CliContext, withConnectionOptions } from '../context.js';
+import { UsageError } from '../errors.js';
 import { formatDetails } from '../output/details.js';
 import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
 import { printJson } from '../output/io.js';
@@ -8,6 +9,11 @@ import { formatTable } from '../output/table.js';
 import { collectKeyValue } from '../parse/options.js';
 import { resolveProjectId } from '../resolve/project-ref.js';
 import { type ListFlags, pageArgs, printPage, withListOptions } from './list-support.js';
+
+function parseOnOff(value: string): boolean {
+  if (value !== 'on' && value !== 'off') throw new InvalidArgumentError(`takes on or off, not ${JSON.stringify(value)}`);
+  return value === 'on';
+}
 
 /** Projects as a table. */
 export function projectsTable(items: readonly Project[], now = Date.now()): string {
@@ -93,18 +99,17 @@ Examples:
     .argument('<project>', 'project id, or a name if only one of your projects has it')
     .option('--name <name>', 'new name')
     .option('--label <key=value>', 'a label (repeatable; replaces all labels)', collectKeyValue)
-    .option('--auto-suspend-stalled <on|off>', 'suspend agents that stall (resume them with a start or a message with --wake)')
+    .option('--auto-suspend-stalled <on|off>', 'suspend agents that stall (resume them with a start or a message with --wake)', parseOnOff)
     .option('--json', 'print the raw JSON')
     .addHelpText('after', '\nExample:\n  $ graft projects update web --auto-suspend-stalled on')
-    .action(async (ref: string, opts: { name?: string; label?: Record<string, string>; autoSuspendStalled?: string; json?: boolean }, cmd: Command) => {
+    .action(async (ref: string, opts: { name?: string; label?: Record<string, string>; autoSuspendStalled?: boolean; json?: boolean }, cmd: Command) => {
       const flag = opts.autoSuspendStalled;
-      if (flag !== undefined && flag !== 'on' && flag !== 'off') throw new InvalidArgumentError(`--auto-suspend-stalled takes on or off, not ${JSON.stringify(flag)}`);
-      if (opts.name === undefined && opts.label === undefined && flag === undefined) throw new InvalidArgumentError('nothing to update: give --name, --label or --auto-suspend-stalled');
+      if (opts.name === undefined && opts.label === undefined && flag === undefined) throw new UsageError('nothing to update: give --name, --label or --auto-suspend-stalled');
       const client = ctx.client(cmd);
       const project = await client.updateProject(await resolveProjectId(client, ref), {
         ...(opts.name !== undefined ? { name: opts.name } : {}),
         ...(opts.label !== undefined ? { labels: opts.label } : {}),
-        ...(flag !== undefined ? { autoSuspendStalled: flag === 'on' } : {}),
+        ...(flag !== undefined ? { autoSuspendStalled: flag } : {}),
       });
       if (opts.json) printJson(ctx.io, project);
       else ctx.io.out(projectDetails(project));

@@ -1,5 +1,5 @@
-import { type CreateTemplateRequest, Harness, type Template, type TemplateVersion } from '@graft/protocol';
-import { type Command, Option } from 'commander';
+import { BrokerRuntime, type CreateTemplateRequest, Harness, type Template, type TemplateVersion } from '@graft/protocol';
+import { type Command, InvalidArgumentError, Option } from 'commander';
 import { type CliContext, withConnectionOptions } from '../context.js';
 import { formatDetails } from '../output/details.js';
 import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
@@ -23,11 +23,13 @@ function versionPairs(v: TemplateVersion): Array<[string, string | string[]]> {
   return [
     ['Version', String(v.version)],
     ['Harness', v.harness],
+    ['Runtime', v.runtime ?? req?.runtime ?? (v.image !== undefined ? 'docker (has an image)' : 'any the broker offers')],
+    ['Network', (v.network ?? req?.network ?? true) ? 'yes' : 'no (hub reachable through the broker only)'],
     ['Image', orDash(v.image)],
     ['Command', v.command ? v.command.map((a) => JSON.stringify(a)).join(' ') : '-'],
     ['Env', Object.keys(v.env ?? {}).sort().map((k) => `${k}=${v.env?.[k] ?? ''}`)],
     ['Resources', v.resources ? `memoryMb=${orDash(v.resources.memoryMb)} cpus=${orDash(v.resources.cpus)}` : '-'],
-    ['Requirements', req ? `runtime=${orDash(req.runtime)} labels=${formatLabels(req.labels)} network=${orDash(req.network === undefined ? undefined : String(req.network))}` : '-'],
+    ['Broker labels', formatLabels(req?.labels ?? {})],
     ['Content hash', v.contentHash],
     ['Version created', formatTime(v.createdAt)],
   ];
@@ -49,7 +51,18 @@ interface CreateFlags {
   image?: string;
   command?: string[];
   env?: Record<string, string>;
+  runtime?: BrokerRuntime;
+  network: boolean;
+  memoryMb?: number;
+  cpus?: number;
+  label?: Record<string, string>;
   json?: boolean;
+}
+
+function parseCpus(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0.01 || n > 1024) throw new InvalidArgumentError('expected a number of CPUs between 0.01 and 1024, e.g. 0.5');
+  return n;
 }
 
 /** `graft templates create|ls|show`. */
@@ -71,7 +84,12 @@ Examples:
     .argument('<name>', 'lower-case letters, digits and dashes')
     .addOption(new Option('--harness <harness>', 'how the agent is started').choices(Harness.options).makeOptionMandatory())
     .option('--project <project>', 'project id or name (default: a global template)')
-    .option('--image <image>', 'container image')
+    .option('--image <image>', 'container image (implies --runtime docker unless given)')
+    .addOption(new Option('--runtime <runtime>', 'where agents run; default: docker with --image, else whatever the broker offers').choices(BrokerRuntime.options))
+    .option('--no-network', 'cut agents off the network (they still reach the hub through their broker); needs bwrap or docker')
+    .option('--memory-mb <n>', 'memory limit in MiB (docker runtime)', parsePositiveInt)
+    .option('--cpus <n>', 'CPU limit, e.g. 0.5 (docker runtime)', parseCpus)
+    .option('--label <key=value>', 'a broker label the agents need (repeatable)', collectKeyValue)
     .option(
       '--command <command>',
       'the command to run, split into arguments like a shell would (quotes respected, nothing expanded); repeat to append more arguments',
@@ -88,7 +106,9 @@ Each --command value is split into arguments like a shell would; repeating the f
 
 Examples:
   $ graft templates create claude --harness claude-code --image ghcr.io/acme/claude:1 --env LOG_LEVEL=debug
-  $ graft templates create sleeper --project web --harness command --command "sleep 3600"`,
+  $ graft templates create sleeper --project web --harness command --command "sleep 3600"
+  $ graft templates create boxed --project web --harness script --command agent.mjs --runtime bwrap --no-network
+  $ graft templates create capped --project web --harness command --command "make test" --image localhost/graft-agent:latest --memory-mb 512 --cpus 1`,
     )
     .action(async (name: string, opts: CreateFlags, cmd: Command) => {
       const client = ctx.client(cmd);
@@ -99,6 +119,12 @@ Examples:
         ...(opts.image !== undefined ? { image: opts.image } : {}),
         ...(opts.command !== undefined ? { command: opts.command } : {}),
         ...(opts.env !== undefined ? { env: opts.env } : {}),
+        ...(opts.runtime !== undefined ? { runtime: opts.runtime } : {}),
+        ...(opts.network === false ? { network: false } : {}),
+        ...(opts.memoryMb !== undefined || opts.cpus !== undefined
+          ? { resources: { ...(opts.memoryMb !== undefined ? { memoryMb: opts.memoryMb } : {}), ...(opts.cpus !== undefined ? { cpus: opts.cpus } : {}) } }
+          : {}),
+        ...(opts.label !== undefined ? { requirements: { labels: opts.label } } : {}),
       };
       const t = await client.createTemplate(body);
       if (opts.json) return printJson(ctx.io, t);
