@@ -19,7 +19,7 @@ describe('runtime needs of a template', () => {
     expect(eligibleRuntimes(runtimeNeeds({ harness: 'command', network: false }))).toEqual(['bwrap', 'docker']);
   });
 
-  it('picks the broker\\'s first runtime that may run the agent, or none', () => {
+  it("picks the broker's first runtime that may run the agent, or none", () => {
     const isolated = runtimeNeeds({ harness: 'command', network: false });
     expect(runtimeOnBroker(isolated, ['process', 'docker', 'bwrap'])).toBe('docker');
     expect(runtimeOnBroker(isolated, ['process'])).toBeNull();
