@@ -143,6 +143,9 @@ async function main() {
   const settings = options();
   const broker = await import(join(ROOT, 'apps/broker/dist/index.js'));
   const testkit = await import(join(ROOT, 'packages/testkit/dist/index.js'));
+  const { createLogger } = await import(join(ROOT, 'packages/log/dist/index.js'));
+  // Warnings and errors only, on stderr: stdout is the Markdown summary.
+  const log = createLogger({ level: 'warn', sink: (line) => process.stderr.write(`${line}\n`) });
   const work = mkdtempSync(join(tmpdir(), 'graft-bench-runtimes-'));
   cleanups.push(() => rmSync(work, { recursive: true, force: true }));
   const tools = { binDir: join(work, 'bin'), runDir: join(work, 'run') };
@@ -163,11 +166,11 @@ async function main() {
     const rootDir = join(work, 'agents', name);
     switch (name) {
       case 'process':
-        return new broker.ProcessRuntime({ rootDir, baseEnv, tools });
+        return new broker.ProcessRuntime({ rootDir, baseEnv, tools, log });
       case 'bwrap':
-        return new broker.BwrapRuntime({ rootDir, baseEnv, tools });
+        return new broker.BwrapRuntime({ rootDir, baseEnv, tools, log });
       case 'docker':
-        return new broker.DockerRuntime({ engine: { socketPath: docker.socketPath }, rootDir, defaultImage: docker.image, brokerLabel: `bench-${randomUUID()}`, tools });
+        return new broker.DockerRuntime({ engine: { socketPath: docker.socketPath }, rootDir, defaultImage: docker.image, brokerLabel: `bench-${randomUUID()}`, tools, log });
     }
   };
   const results = { runtimes: {}, hub: null };
