@@ -147,6 +147,13 @@ describe('ProcessRuntime', () => {
     expect(typeof (await readRun(id)).pid).toBe('number');
   });
 
+  it('labels each run with the generation it belongs to', async () => {
+    const id = randomUUID();
+    await rt.prepare(id, spec(['sleep', '30']), { fresh: false });
+    await rt.start(id, spec(['sleep', '30']), { resume: false, generation: 7 });
+    expect(await readRun(id)).toMatchObject({ generation: 7, resume: false });
+  });
+
   it('refuses to start without a command, or before prepare, or with an unsafe agent id', async () => {
     const id = randomUUID();
     await rt.prepare(id, spec(null), { fresh: false });

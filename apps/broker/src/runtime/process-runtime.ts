@@ -93,6 +93,8 @@ interface RunRecord {
   identity: string | null;
   startedAt: string;
   resume: boolean;
+  /** The agent generation this run belongs to (its label, as containers carry `graft.generation`); absent in records of older brokers. */
+  generation?: number;
   /** Set by stop() before signalling, so no instance reports the end of this run as an exit. */
   stopping: boolean;
 }
@@ -263,7 +265,15 @@ export class ProcessRuntime implements AgentRuntime {
     else delete env.GRAFT_RESUME;
     const launch = this.sandbox ? await this.sandbox.confine({ agentId, spec, command, env, ownEnv: spec.env, agentDir: dir, workspace, inbox }) : { command, env };
 
-    const record: RunRecord = { runId: randomUUID(), pid: null, identity: null, startedAt: new Date().toISOString(), resume: options.resume, stopping: false };
+    const record: RunRecord = {
+      runId: randomUUID(),
+      pid: null,
+      identity: null,
+      startedAt: new Date().toISOString(),
+      resume: options.resume,
+      generation: options.generation,
+      stopping: false,
+    };
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
     await this.writeRun(agentId, record);
 
