@@ -9,6 +9,7 @@ import { createLogger, type Logger } from '@graft/log';
 import type { AgentSpec, BrokerRuntime } from '@graft/protocol';
 import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
 import { runCaptured } from './run-captured.js';
+import { tailFile } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link ProcessRuntime}. */
@@ -78,7 +79,6 @@ const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
  */
 const WRAPPER = 'd=$1; shift; echo $$ >"$d/pid"; ("$@"); s=$?; echo $s >"$d/exit"; exit $s';
 
-const TAIL_BYTES = 64 * 1024;
 const KILL_WAIT_MS = 5_000;
 const GONE_POLL_MS = 10;
 const PROC_SCAN_BATCH = 64;
@@ -405,29 +405,8 @@ export class ProcessRuntime implements AgentRuntime {
     return ids;
   }
 
-  async tail(agentId: string, lines: number): Promise<string> {
-    if (lines <= 0) return '';
-    let handle: Awaited<ReturnType<typeof open>>;
-    try {
-      handle = await open(join(this.agentDir(agentId), 'output.log'), 'r');
-    } catch (err) {
-      if (errnoCode(err) === 'ENOENT') return '';
-      throw err;
-    }
-    try {
-      const { size } = await handle.stat();
-      const length = Math.min(size, TAIL_BYTES);
-      const buffer = Buffer.alloc(length);
-      const { bytesRead } = await handle.read(buffer, 0, length, size - length);
-      let text = buffer.subarray(0, bytesRead).toString('utf8');
-      // A read that starts mid-file starts mid-line (and maybe mid-character): drop that partial line.
-      if (length < size) text = text.slice(text.indexOf('\n') + 1);
-      if (text.endsWith('\n')) text = text.slice(0, -1);
-      if (text === '') return '';
-      return text.split('\n').slice(-lines).join('\n');
-    } finally {
-      await handle.close();
-    }
+  tail(agentId: string, lines: number): Promise<string> {
+    return tailFile(join(this.agentDir(agentId), 'output.log'), lines);
   }
 
   async deliver(agentId: string, message: string): Promise<void> {
