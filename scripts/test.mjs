@@ -45,26 +45,32 @@ try {
   } catch (err) {
     failed = err;
   }
-  try {
-    const r = JSON.parse(readFileSync(report, 'utf8'));
+  // The report and the outcome file, not vitest's exit status alone, decide: vitest 4 has exited 0
+  // with failed tests, and with a global setup that threw before any test ran.
+  const readJson = (file) => {
+    try {
+      return JSON.parse(readFileSync(file, 'utf8'));
+    } catch {
+      return null;
+    }
+  };
+  const r = readJson(report);
+  const outcome = readJson(outcomeFile);
+  rmSync(out, { recursive: true, force: true });
+  const fail = (message) => {
+    process.stderr.write(`npm test: ${message}\n`);
+    failed ??= Object.assign(new Error(message), { exitCode: 1 });
+  };
+  if (r === null || outcome === null) {
+    fail('vitest did not complete a run (no report); its output above says why');
+  } else {
     const skipped = r.numPendingTests + r.numTodoTests;
-    if (process.env.CI === 'true' && skipped > 0) {
-      process.stderr.write(`npm test: ${skipped} test(s) skipped, which CI does not allow\n`);
-      failed ??= Object.assign(new Error('skipped tests on CI'), { exitCode: 1 });
-    }
     process.stdout.write(`\nvitest: ${r.numPassedTests} passed, ${r.numFailedTests} failed, ${skipped} skipped\n`);
-    // The report, not vitest's exit status alone, decides: a failed test fails the run whatever vitest exited with.
-    if (r.numFailedTests > 0 || r.numFailedTestSuites > 0) failed ??= Object.assign(new Error(`${r.numFailedTests} test(s) and ${r.numFailedTestSuites} file(s) failed`), { exitCode: 1 });
+    if (r.numTotalTests === 0) fail('no test ran');
+    if (r.numFailedTests > 0 || r.numFailedTestSuites > 0) fail(`${r.numFailedTests} test(s) and ${r.numFailedTestSuites} file(s) failed`);
+    if (process.env.CI === 'true' && skipped > 0) fail(`${skipped} test(s) skipped, which CI does not allow`);
     // An unhandled error can hide a broken test (or come from one), so it fails the run like a failed test.
-    const outcome = JSON.parse(readFileSync(outcomeFile, 'utf8'));
-    if (outcome.unhandledErrors > 0) {
-      process.stderr.write(`npm test: ${outcome.unhandledErrors} unhandled error(s) during the run: ${outcome.messages.join('; ')}\n`);
-      failed ??= Object.assign(new Error('unhandled errors during the test run'), { exitCode: 1 });
-    }
-  } catch {
-    // no report: vitest failed before running; its own output says why
-  } finally {
-    rmSync(out, { recursive: true, force: true });
+    if (outcome.unhandledErrors > 0) fail(`${outcome.unhandledErrors} unhandled error(s) during the run: ${outcome.messages.join('; ')}`);
   }
   if (failed) throw failed;
   step(`all green in ${Math.round((Date.now() - started) / 1000)} s`);
