@@ -253,6 +253,15 @@ describe('BwrapRuntime', () => {
     expect(await rt.tail(id, 1)).toBe('session: none');
   });
 
+  it('finds the system commands even when the PATH it inherits names only directories the sandbox does not show', async () => {
+    const id = randomUUID();
+    const s = spec('echo "sh at $(command -v sh)"', { PATH: '/opt/nowhere/bin' });
+    await rt.prepare(id, s, { fresh: false });
+    await rt.start(id, s, { resume: false, generation: 1 });
+    expect((await exited(id)).exitCode).toBe(0);
+    expect(await output(id)).toEqual([expect.stringMatching(/^sh at (\/usr)?\/bin\/sh$/)]);
+  });
+
   it('masks the files of /etc only root may read (the agent runs as mapped root)', async () => {
     expect(existsSync('/etc/shadow')).toBe(true);
     // Masked by /dev/null, which a user namespace cannot open as a device: unreadable either way.

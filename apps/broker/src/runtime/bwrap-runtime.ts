@@ -78,6 +78,14 @@ function systemArgs(): string[] {
   return args;
 }
 
+/** The sandbox shows only the system's own directories: a PATH made of others (a broker's ~/bin, say) still finds sh and node. */
+const SYSTEM_PATH = ['/usr/local/bin', '/usr/bin', '/bin'];
+
+function withSystemPath(path: string | undefined): string {
+  const entries = (path ?? '').split(':').filter((p) => p !== '');
+  return [...entries, ...SYSTEM_PATH.filter((p) => !entries.includes(p))].join(':');
+}
+
 async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
@@ -214,6 +222,7 @@ class BwrapSandbox implements ProcessSandbox {
     const env = { ...launch.env };
     if (launch.ownEnv.HOME === undefined) env.HOME = SANDBOX_HOME;
     if (launch.ownEnv.GRAFT_INBOX_OFFSET === undefined) env.GRAFT_INBOX_OFFSET = join(launch.agentDir, INBOX_STATE_DIR, INBOX_OFFSET_FILE);
+    env.PATH = withSystemPath(env.PATH);
     return env;
   }
 
