@@ -177,6 +177,6 @@ describe('agents that end by themselves', () => {
     const agent = await admin.createAgent({ projectId, name: 'exits-0', template: 'finishes' });
     const done = await phaseOf(agent.id, 'stopped');
     expect({ activity: done.activity, detail: done.detail, desiredState: done.desiredState }).toEqual({ activity: null, detail: 'exited with code 0', desiredState: 'running' });
-    expect(readFileSync(join(brokerOf(agent).dataDir, 'agents', 'process', agent.id, 'output.log'), 'utf8')).toBe('all done\n');
+    expect(readFileSync(join(brokerOf(agent).dataDir, 'agents', 'process', agent.id, 'stdout.log'), 'utf8')).toBe('all done\n');
   });
 });

@@ -96,6 +96,7 @@ async function runtimePhase(name, settings, env) {
     network: true,
     resources: {},
     repository: null,
+    secretEnv: [],
   };
   const ids = [];
   cleanups.push(async () => {

@@ -47,7 +47,7 @@ function desired(command: string[], over: Partial<DesiredAgent> = {}): DesiredAg
     resume: false,
     observedPhase: 'created',
     observedGeneration: 0,
-    spec: { projectId: agentId, name: `a${n}`, harness: 'command', runtime: 'process', image: null, command, env: { GREETING: 'hi' }, task: null, labels: {}, network: true, resources: {}, repository: null },
+    spec: { projectId: agentId, name: `a${n}`, harness: 'command', runtime: 'process', image: null, command, env: { GREETING: 'hi' }, task: null, labels: {}, network: true, resources: {}, repository: null, secretEnv: [] },
     ...over,
   };
 }

@@ -4,6 +4,7 @@ import type { AgentRecord, AgentRecords } from './agent-records.js';
 import type { BrokerMetrics } from './broker-metrics.js';
 import { cloneRepository, DEFAULT_CLONE_TIMEOUT_MS, isEmptyDir } from './git-clone.js';
 import { harnessLaunch, writeLaunchFiles } from './harness/harness.js';
+import type { AgentLogCapture } from './logs/log-shipper.js';
 import type { AgentRuntime, RuntimeExit } from './runtime/agent-runtime.js';
 
 /** Phases in which an agent holds one of the broker's slots. */
@@ -28,6 +29,8 @@ export interface SupervisorDeps {
   gitEnv: Record<string, string>;
   /** How long a clone may take (default 10 min). */
   cloneTimeoutMs?: number;
+  /** Captures and ships each run's output (the broker's LogShipper); without it output stays in the runtime's files. */
+  logs?: AgentLogCapture;
   metrics: BrokerMetrics;
   log: Logger;
 }
@@ -87,6 +90,8 @@ export class AgentSupervisor {
         }
         const state = await runtime.inspect(record.agentId);
         if (state.state === 'running') {
+          // Capture continues where the spool ends.
+          await this.deps.logs?.runStarting(record.agentId, logSource(record, runtime), { fresh: false });
           if (record.phase !== 'running') this.report(record, { phase: 'running', detail: null, exitCode: null });
         } else if (state.state === 'exited') {
           if (BUSY.has(record.phase)) await this.finish(record, runtime, state.exitCode, state.signal);
@@ -228,6 +233,7 @@ export class AgentSupervisor {
       const launch = harnessLaunch({ harness: r.spec.harness, command: r.spec.command, task: r.spec.task, resume: options.resume, workspace, agentTool: 'graft-agent' });
       await writeLaunchFiles(workspace, launch.files);
       this.deps.log.info('agent.launch', { agentId: r.agentId, generation: r.generation, harness: r.spec.harness, argv: launch.command, resume: options.resume });
+      await this.deps.logs?.runStarting(r.agentId, logSource(r, runtime), { fresh: options.fresh });
       await runtime.start(r.agentId, { ...r.spec, command: launch.command, env: { ...r.spec.env, ...launch.env } }, { resume: options.resume, generation: r.generation });
       const ms = Number(process.hrtime.bigint() - started) / 1e6;
       this.deps.metrics.runtimeStart.observe({ runtime: runtime.name }, ms / 1000);
@@ -257,6 +263,7 @@ export class AgentSupervisor {
       if (!record || record.spec.runtime === runtime.name) await runtime.remove(agentId);
     }
     this.deps.records.delete(agentId);
+    this.deps.logs?.removed(agentId);
     this.deps.log.info('agent.removed', { agentId, generation });
     if (generation !== null) for (const l of this.removedListeners) l(agentId, generation);
   }
@@ -286,6 +293,8 @@ export class AgentSupervisor {
     // The generation's action is done once its target phase is reached (a failed start counts: it is not retried).
     const reached = record.desired === 'running' ? change.phase === 'running' || change.phase === 'error' : change.phase === record.desired;
     const next = this.deps.records.put({ ...record, ...change, acted: record.acted || reached }, !PASSING.has(change.phase));
+    // A run is over once it leaves the busy phases: its log closes until the next run.
+    if (BUSY.has(record.phase) && !BUSY.has(change.phase)) this.deps.logs?.runEnded(record.agentId);
     for (const l of this.listeners) l(observed(next));
     return next;
   }
@@ -305,4 +314,13 @@ export class AgentSupervisor {
 
 function observed(r: AgentRecord): ObservedAgent {
   return { agentId: r.agentId, generation: r.generation, phase: r.phase, detail: r.detail, exitCode: r.exitCode };
+}
+
+/** What the log capture of an agent's run reads: its output files, and the project secrets to redact. */
+function logSource(record: AgentRecord, runtime: AgentRuntime): { files: { stdout: string; stderr: string }; secrets: Array<{ name: string; value: string }> } {
+  const secrets = record.spec.secretEnv.flatMap((name) => {
+    const value = record.spec.env[name];
+    return value === undefined ? [] : [{ name, value }];
+  });
+  return { files: runtime.outputFiles(record.agentId), secrets };
 }

@@ -11,6 +11,8 @@ export interface BrokerMetrics {
   tunnelUp: Gauge;
   /** Tunnel connection attempts, by outcome. */
   tunnelConnects: Counter<'outcome'>;
+  /** Agents' log bytes captured into the spool, shipped to the hub, and acknowledged by it. */
+  logBytes: Counter<'what'>;
 }
 
 /** Creates the registry; `agentsByPhase` is read at scrape time. */
@@ -39,5 +41,6 @@ export function createBrokerMetrics(agentsByPhase: () => Map<string, number>): B
     }),
     tunnelUp: new Gauge({ name: 'graft_broker_tunnel_up', help: '1 while the tunnel to the hub is established', registers: [registry] }),
     tunnelConnects: new Counter({ name: 'graft_broker_tunnel_connects_total', help: 'Tunnel connection attempts, by outcome', labelNames: ['outcome'] as const, registers: [registry] }),
+    logBytes: new Counter({ name: 'graft_broker_log_bytes_total', help: 'Agent log bytes captured, shipped to the hub and acknowledged by it', labelNames: ['what'] as const, registers: [registry] }),
   };
 }

@@ -9,6 +9,7 @@ import type { BrokerConfig } from './config.js';
 import { type BrokerCredentials, CredentialsError, readBrokerCredentials } from './credentials.js';
 import { startHubRelay } from './hub-relay.js';
 import { startLocalApi } from './local-api.js';
+import { LogShipper } from './logs/log-shipper.js';
 import type { AgentRuntime, AgentTools } from './runtime/agent-runtime.js';
 import { BwrapRuntime } from './runtime/bwrap-runtime.js';
 import { DockerRuntime } from './runtime/docker-runtime.js';
@@ -98,8 +99,16 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
     for (const r of records.all()) byPhase.set(r.phase, (byPhase.get(r.phase) ?? 0) + 1);
     return byPhase;
   });
+  const logs = new LogShipper({
+    rootDir: join(config.dataDir, 'logs'),
+    limitBytes: config.logs.limitBytes,
+    log: log.child({ component: 'logs' }),
+    onBytes: (what, bytes) => metrics.logBytes.inc({ what }, bytes),
+  });
+  await logs.start();
   const supervisor = new AgentSupervisor({
     records,
+    logs,
     runtimes,
     maxAgents: config.agents.maxAgents,
     stopGraceMs: config.agents.stopGraceMs,
@@ -120,6 +129,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
     brokerVersion: BROKER_VERSION,
     runtimes: config.agents.runtimes,
     supervisor,
+    logs,
     metrics,
     log: log.child({ component: 'tunnel' }),
     backoff: { baseMs: config.tunnel.backoffBaseMs, maxMs: config.tunnel.backoffMaxMs },
@@ -150,6 +160,7 @@ export async function startBroker(config: BrokerConfig, log: Logger, tools: Brok
         await tunnel.stop();
         await api.close();
         await relay.close();
+        await logs.stop();
         for (const r of runtimes.values()) await r.close();
         log.info('broker.stopped', {});
       })();

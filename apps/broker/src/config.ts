@@ -34,6 +34,8 @@ const BrokerEnv = z.object({
   GRAFT_BROKER_MAX_AGENTS: z.coerce.number().int().min(1).max(100_000).default(availableParallelism() * 4),
   /** How long an agent gets between SIGTERM and SIGKILL when stopped, in ms. */
   GRAFT_BROKER_STOP_GRACE_MS: z.coerce.number().int().min(0).max(600_000).default(10_000),
+  /** Most bytes of output kept (spooled and shipped) per agent; past it a marker says so. Default 1 GiB. */
+  GRAFT_BROKER_LOG_LIMIT_BYTES: z.coerce.number().int().min(1024).max(1024 ** 4).default(1024 ** 3),
 
   // --- Docker runtime ---
   /** Docker-API endpoint: `unix:///path/to.sock` or `tcp://host:port` (Podman's API socket works). */
@@ -67,6 +69,8 @@ export interface BrokerConfig {
   api: { host: string; port: number };
   /** `baseEnv`: what agents inherit from the broker's environment (PATH, HOME, LANG, TZ). */
   agents: { runtimes: BrokerRuntime[]; maxAgents: number; stopGraceMs: number; baseEnv: Record<string, string> };
+  /** Per-agent log spool limit in bytes. */
+  logs: { limitBytes: number };
   /** Where the docker runtime finds its engine, and the image of agents without one. */
   docker: { endpoint: { socketPath: string } | { host: string; port: number }; defaultImage: string };
   tunnel: { backoffBaseMs: number; backoffMaxMs: number };
@@ -111,6 +115,7 @@ export function loadBrokerConfig(env: Readonly<Record<string, string | undefined
       baseEnv: Object.fromEntries(INHERITED_ENV.flatMap((name) => (env[name] ? [[name, env[name]]] : []))),
     },
     docker: { endpoint, defaultImage: e.GRAFT_BROKER_DOCKER_IMAGE },
+    logs: { limitBytes: e.GRAFT_BROKER_LOG_LIMIT_BYTES },
     tunnel: { backoffBaseMs: e.GRAFT_BROKER_BACKOFF_BASE_MS, backoffMaxMs: e.GRAFT_BROKER_BACKOFF_MAX_MS },
     bootstrap:
       e.GRAFT_BROKER_BOOTSTRAP_HUB_URL && e.GRAFT_BROKER_BOOTSTRAP_TOKEN

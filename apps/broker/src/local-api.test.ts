@@ -25,7 +25,7 @@ const agent: DesiredAgent = {
   resume: false,
   observedPhase: 'created',
   observedGeneration: 0,
-  spec: { projectId: brokerId, name: 'local', harness: 'command', runtime: 'process', image: null, command: ['sleep', '30'], env: {}, task: null, labels: {}, network: true, resources: {}, repository: null },
+  spec: { projectId: brokerId, name: 'local', harness: 'command', runtime: 'process', image: null, command: ['sleep', '30'], env: {}, task: null, labels: {}, network: true, resources: {}, repository: null, secretEnv: [] },
 };
 
 function post(body: string, headers: Record<string, string>) {

@@ -16,6 +16,7 @@ import {
 import { WebSocket } from 'ws';
 import type { AgentSupervisor } from './agent-supervisor.js';
 import type { BrokerMetrics } from './broker-metrics.js';
+import type { LogShipper } from './logs/log-shipper.js';
 
 /** A connection that stayed up this long resets the backoff to its first step. */
 const STABLE_AFTER_MS = 10_000;
@@ -29,6 +30,8 @@ export interface TunnelClientDeps {
   brokerVersion: string;
   runtimes: BrokerRuntime[];
   supervisor: AgentSupervisor;
+  /** Ships agents' logs over the tunnel while it is up. */
+  logs?: LogShipper;
   metrics: BrokerMetrics;
   log: Logger;
   /** Backoff bounds (1 s → 60 s by default). */
@@ -135,9 +138,21 @@ export class TunnelClient {
         this.deps.log.info('tunnel.connected', { hubUrl: this.deps.hubUrl, sessionId: msg.sessionId, desired: msg.desired.length });
         for (const m of this.backlog.splice(0)) this.sendNow(m);
         this.startHeartbeats(ws, msg.heartbeatIntervalMs);
+        this.deps.logs?.connected({
+          send: (frame) => {
+            if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
+          },
+          buffered: () => ws.bufferedAmount,
+          sendClosed: (agentId, lastSeq) => {
+            if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify({ v: TUNNEL_PROTOCOL_VERSION, type: 'log_closed', agentId, lastSeq }));
+          },
+        });
         void this.deps.supervisor.reconcile(msg.desired).catch((err: unknown) => this.deps.log.error('tunnel.reconcile_failed', { err }));
         return;
       case 'heartbeat_ack':
+        return;
+      case 'log_ack':
+        this.deps.logs?.acked(msg.agentId, msg.seq);
         return;
       case 'command':
         void this.onCommand(ws, msg);
@@ -207,6 +222,7 @@ export class TunnelClient {
     if (ws !== this.ws) return;
     const wasUp = this.welcomed;
     this.welcomed = false;
+    this.deps.logs?.disconnected();
     this.deps.metrics.tunnelUp.set(0);
     clearInterval(this.heartbeatTimer);
     if (this.stopped) return;

@@ -6,7 +6,9 @@ import type { SigningKeyStore } from './auth/signing-keys.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { AgentStateWriter } from './domain/agent-writer.js';
 import type { SecretBox } from './domain/secret-box.js';
+import type { EventBus } from './events/event-bus.js';
 import type { HubMetrics } from './http/metrics.js';
+import type { LogStore } from './logs/log-store.js';
 
 /** Everything route handlers need, wired once in main.ts. */
 export interface HubContext {
@@ -15,6 +17,8 @@ export interface HubContext {
   agentWriter: AgentStateWriter;
   /** Placement and commands to brokers. */
   dispatcher: Dispatcher;
+  /** Agents' logs: storage, and the bus live readers follow. */
+  logs: { store: LogStore; events: EventBus };
   box: SecretBox;
   jwt: JwtService;
   signingKeys: SigningKeyStore;

@@ -14,6 +14,10 @@ import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
 import { applyLifecycleAction } from './domain/lifecycle-action.js';
+import { InProcessEventBus } from './events/in-process-event-bus.js';
+import { LogIngest } from './logs/log-ingest.js';
+import { LogStore } from './logs/log-store.js';
+import { logRoutes } from './routes/log-routes.js';
 import { AgentLiveness } from './dispatch/agent-liveness.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { Placement } from './dispatch/placement.js';
@@ -120,10 +124,14 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       hubUrl: () => hubUrl,
       log: log.child({ component: 'dispatch' }),
     });
+    const events = new InProcessEventBus();
+    const logStore = new LogStore(db);
+    const logIngest = new LogIngest({ db, store: logStore, events, log: log.child({ component: 'logs' }), onStored: (bytes) => metrics.logBytes.inc({ what: 'stored' }, bytes) });
     const ctx: HubContext = {
       db,
       agentWriter,
       dispatcher,
+      logs: { store: logStore, events },
       box,
       jwt,
       signingKeys,
@@ -142,7 +150,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       },
     };
     const routes: RouteSpec[] = [];
-    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...brokerRoutes(ctx));
+    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...brokerRoutes(ctx));
     const inFlight = new InFlight();
     const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
     const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
@@ -151,6 +159,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       authenticator: brokerAuthenticator,
       dispatcher,
       presence,
+      logs: logIngest,
       metrics,
       heartbeatIntervalMs,
       requestTimeoutMs: config.brokers.requestTimeoutMs,
@@ -194,6 +203,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           tunnels.close();
           liveness.stop();
           await dispatcher.stop();
+          // Chunks received and not yet stored are stored (and acknowledged, if their tunnel is still open).
+          await logIngest.flush();
           // Stop accepting, let in-flight requests finish; keep-alive sockets that go idle are
           // closed as they do, and whatever is still open after the grace period is cut.
           await new Promise<void>((ok) => {
@@ -208,6 +219,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           });
           await inFlight.drained(SHUTDOWN_GRACE_MS);
           await presence.close();
+          await events.close();
           await handle.destroy();
           if (embedded) await embedded.stop();
           log.info('hub.stopped', {});

@@ -51,6 +51,26 @@ export interface ProjectsTable {
   updated_at: Timestamp;
 }
 
+/** `agent_log_chunks` table: one row per shipped chunk. */
+export interface AgentLogChunksTable {
+  agent_id: string;
+  seq: string;
+  stream: 'stdout' | 'stderr' | 'system';
+  at: Timestamp;
+  data: Buffer;
+}
+
+/** `agent_logs` table: per agent, what of its log is stored, closed and archived. */
+export interface AgentLogsTable {
+  agent_id: string;
+  project_id: string;
+  stored_seq: ColumnType<string, string | number | undefined, string | number>;
+  closed_seq: ColumnType<string | null, string | number | null | undefined, string | number | null>;
+  archived_seq: ColumnType<string, string | number | undefined, string | number>;
+  bytes: ColumnType<string, string | number | undefined, string | number>;
+  updated_at: Generated<Timestamp>;
+}
+
 /** `project_members` table. */
 export interface ProjectMembersTable {
   project_id: string;
@@ -183,4 +203,6 @@ export interface Database {
   brokers: BrokersTable;
   broker_projects: BrokerProjectsTable;
   agent_messages: AgentMessagesTable;
+  agent_log_chunks: AgentLogChunksTable;
+  agent_logs: AgentLogsTable;
 }

@@ -12,3 +12,4 @@ export * from './request-signing.js';
 export * from './nonce-cache.js';
 export * from './tunnel.js';
 export * from './runtime-capabilities.js';
+export * from './log-frames.js';

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { BrokerMessage, backoffDelayMs, HubMessage, parseTunnelFrame, TUNNEL_PROTOCOL_VERSION } from './tunnel.js';
 
 const agentId = '0196f0c4-0000-7000-8000-000000000001';
-const spec = { projectId: agentId, name: 'a1', harness: 'command', runtime: 'process', image: null, command: ['true'], env: {}, task: null, labels: {}, network: true, resources: {}, repository: null };
+const spec = { projectId: agentId, name: 'a1', harness: 'command', runtime: 'process', image: null, command: ['true'], env: {}, task: null, labels: {}, network: true, resources: {}, repository: null, secretEnv: [] };
 
 describe('tunnel frames', () => {
   it('parses a valid hello and a command, each into its own type', () => {

@@ -53,6 +53,8 @@ export const AgentSpec = z.strictObject({
   resources: Resources,
   /** The project's git remote, cloned into the workspace in the `cloning` phase; null: empty workspace. */
   repository: z.string().max(2048).nullable(),
+  /** Names of the `env` variables that hold project secrets: the broker redacts their values from the agent's log. */
+  secretEnv: z.array(z.string().min(1).max(255)).max(1000),
 });
 /** One agent as a broker must run it. */
 export type AgentSpec = z.infer<typeof AgentSpec>;
@@ -151,8 +153,16 @@ export const ResultMessage = z.strictObject({
 /** The answer to a hub request. */
 export type ResultMessage = z.infer<typeof ResultMessage>;
 
-/** Every message a broker may send. */
-export const BrokerMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, RemovedMessage, ResultMessage]);
+/**
+ * Every chunk of the agent's output up to `lastSeq` has been sent in binary frames, and the run that
+ * wrote it has ended and its output is drained: the hub may archive the log once it holds them all.
+ */
+export const LogClosedMessage = z.strictObject({ ...envelope, type: z.literal('log_closed'), agentId: Uuid, lastSeq: z.number().int().min(0) });
+/** The agent's log is complete up to `lastSeq`. */
+export type LogClosedMessage = z.infer<typeof LogClosedMessage>;
+
+/** Every message a broker may send (log chunks travel in binary frames: log-frames.ts). */
+export const BrokerMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, RemovedMessage, ResultMessage, LogClosedMessage]);
 /** Every message a broker may send. */
 export type BrokerMessage = z.infer<typeof BrokerMessage>;
 
@@ -194,8 +204,13 @@ export const CommandMessage = z.strictObject({
 /** A command for one agent. */
 export type CommandMessage = z.infer<typeof CommandMessage>;
 
+/** Every log chunk of `agentId` with a sequence number up to `seq` is stored: the broker need not resend them. */
+export const LogAckMessage = z.strictObject({ ...envelope, type: z.literal('log_ack'), agentId: Uuid, seq: z.number().int().min(0) });
+/** Cumulative acknowledgement of an agent's log chunks. */
+export type LogAckMessage = z.infer<typeof LogAckMessage>;
+
 /** Every message the hub may send. */
-export const HubMessage = z.discriminatedUnion('type', [WelcomeMessage, HeartbeatAckMessage, CommandMessage]);
+export const HubMessage = z.discriminatedUnion('type', [WelcomeMessage, HeartbeatAckMessage, CommandMessage, LogAckMessage]);
 /** Every message the hub may send. */
 export type HubMessage = z.infer<typeof HubMessage>;
 

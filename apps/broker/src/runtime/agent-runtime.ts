@@ -74,7 +74,9 @@ export interface AgentRuntime {
    * workspace, with `env` added); throws when the agent does not run. Killed after `timeoutMs`.
    */
   exec(agentId: string, command: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<ExecResult>;
-  /** The last `lines` lines of the agent's output (stdout and stderr interleaved), for error details. */
+  /** Host paths of the files the agent's stdout and stderr are appended to (by the agent itself, so they outlive the broker); the log shipper tails them. */
+  outputFiles(agentId: string): { stdout: string; stderr: string };
+  /** The last `lines` lines of the agent's output, for error details: stdout's last lines, then stderr's. */
   tail(agentId: string, lines: number): Promise<string>;
   /** Delivers a message to the agent (DESIGN §4 `message`). */
   deliver(agentId: string, message: string): Promise<void>;

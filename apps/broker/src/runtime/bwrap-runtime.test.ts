@@ -134,6 +134,7 @@ describe('BwrapRuntime', () => {
     network: true,
     resources: {},
     repository: null,
+      secretEnv: [],
     ...extra,
   });
 
@@ -197,7 +198,7 @@ describe('BwrapRuntime', () => {
       [
         probe,
         'AGENT_DIR=$(dirname "$GRAFT_INBOX")',
-        'probe "$OTHER/secret"; probe "$AGENT_DIR/run.json"; probe "$AGENT_DIR/output.log"; probe "$HOST_HOME/secret"',
+        'probe "$OTHER/secret"; probe "$AGENT_DIR/run.json"; probe "$AGENT_DIR/stdout.log"; probe "$HOST_HOME/secret"',
         'echo "agent dir: $(ls -A "$AGENT_DIR" | tr "\\n" " ")"',
         'echo "home: $HOME, $(ls -A "$HOME" | wc -l) entries"; echo mine > "$HOME/file" && echo "home writable"',
         // The agent dir lies in the sandbox's own /tmp here: what is written there stays in the sandbox.
@@ -211,7 +212,7 @@ describe('BwrapRuntime', () => {
     expect(lines).toEqual([
       `hidden ${rt.workspace(other)}/secret`,
       `hidden ${agentDir(id)}/run.json`,
-      `hidden ${agentDir(id)}/output.log`,
+      `hidden ${agentDir(id)}/stdout.log`,
       `hidden ${hostHome}/secret`,
       'agent dir: inbox-state inbox.jsonl workspace ',
       'home: /home/agent, 0 entries',

@@ -269,7 +269,7 @@ class BwrapSandbox implements ProcessSandbox {
  * - `<rootDir>/<id>/inbox.jsonl`, `tools.binDir` (graft-agent and its library; first on PATH) and `tools.runDir` (the relay socket
  *   `hub.sock`; a directory, so a re-created socket shows): read-only;
  * - `readOnlyPaths`: read-only. Nothing else of the host: not its home, not other agents, not the
- *   agent's own run.json, pid, exit and output.log.
+ *   agent's own run.json, pid, exit and stdout.log, stderr.log.
  * The network is the host's with `network: true`, else a loopback of its own. exec() enters the
  * running sandbox's namespaces (nsenter) with no capabilities, so it shares the agent's /tmp, processes
  * and network.

@@ -132,6 +132,7 @@ describe('DockerRuntime', () => {
     network: true,
     resources: {},
     repository: null,
+      secretEnv: [],
     ...extra,
   });
 

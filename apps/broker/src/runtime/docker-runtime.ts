@@ -8,7 +8,7 @@ import type { AgentSpec } from '@graft/protocol';
 import Docker from 'dockerode';
 import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
 import { DockerFrameDecoder } from './docker-frames.js';
-import { tailFile } from './tail-file.js';
+import { OUTPUT_FILES, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link DockerRuntime}. */
@@ -41,7 +41,8 @@ export interface DockerRuntimeOptions {
 export const CONTAINER_PATHS = {
   workspace: '/workspace',
   inbox: '/graft/inbox.jsonl',
-  output: '/graft/output.log',
+  stdout: '/graft/stdout.log',
+  stderr: '/graft/stderr.log',
   bin: '/graft/bin',
   run: '/graft/run',
 } as const;
@@ -71,13 +72,12 @@ const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
 const EXEC_WRAPPER = 'echo "$$" >&2; exec "$@"';
 const EXEC_KILL = 'kill -9 -"$1" 2>/dev/null || kill -9 "$1"';
 /**
- * The entrypoint of every agent container: runs the agent with stdout and stderr appended to one file
- * the broker reads, rather than the engine's log. Engines copy the two pipes to their log separately
- * (lines written to both in quick succession come out of order) and Podman's `tail` mangles lines
- * written in pieces; one file keeps the order the agent wrote, costs tail() no API call, and needs no
- * log rotation on the engine.
+ * The entrypoint of every agent container: runs the agent with stdout and stderr appended to a file
+ * each that the broker tails, rather than the engine's log: Podman's `tail` mangles lines written in
+ * pieces, the files cost tail() no API call and need no log rotation on the engine, and every runtime
+ * hands the log shipper the same two files.
  */
-const RUN_WRAPPER = `exec "$@" >>${CONTAINER_PATHS.output} 2>&1`;
+const RUN_WRAPPER = `exec "$@" >>${CONTAINER_PATHS.stdout} 2>>${CONTAINER_PATHS.stderr}`;
 
 const SIGNAL_NAMES = new Map<number, string>();
 for (const [name, num] of Object.entries(osConstants.signals)) {
@@ -114,8 +114,8 @@ function isRunning(state: Docker.ContainerInspectInfo['State']): boolean {
 /**
  * Adapter: runs each agent in a container of a Docker-API engine (Docker, or Podman's compatible
  * service), one container per run (DESIGN §5). Host state lives in `<rootDir>/<agentId>/`:
- * workspace/ (bind-mounted at /workspace), inbox.jsonl (read-only at /graft/inbox.jsonl), output.log
- * (the agent's stdout and stderr, appended by every run, at /graft/output.log) and `stopped` (the id
+ * workspace/ (bind-mounted at /workspace), inbox.jsonl (read-only at /graft/inbox.jsonl), stdout.log
+ * and stderr.log (the agent's output, appended by every run, at /graft/stdout.log and /graft/stderr.log) and `stopped` (the id
  * of the container stop() ended). The rest is the engine's: containers, labelled with agent id,
  * generation and broker, outlive the broker and are re-adopted by the next instance.
  *
@@ -175,7 +175,7 @@ export class DockerRuntime implements AgentRuntime {
       const info = await this.containerOf(agentId);
       if (info && isRunning(info.State)) throw new Error(`agent ${agentId} is running; stop it before preparing a fresh workspace`);
       if (info) await this.discard(info.Id);
-      await Promise.all(['workspace', 'inbox.jsonl', 'output.log', 'stopped'].map((name) => rm(join(dir, name), { recursive: true, force: true })));
+      await Promise.all(['workspace', 'inbox.jsonl', OUTPUT_FILES.stdout, OUTPUT_FILES.stderr, 'stopped'].map((name) => rm(join(dir, name), { recursive: true, force: true })));
     }
     await mkdir(join(dir, 'workspace'), { recursive: true });
     await this.ensureFiles(dir);
@@ -368,7 +368,12 @@ export class DockerRuntime implements AgentRuntime {
   }
 
   tail(agentId: string, lines: number): Promise<string> {
-    return tailFile(join(this.agentDir(agentId), 'output.log'), lines);
+    return tailOutput(this.outputFiles(agentId), lines);
+  }
+
+  outputFiles(agentId: string): { stdout: string; stderr: string } {
+    const dir = this.agentDir(agentId);
+    return { stdout: join(dir, OUTPUT_FILES.stdout), stderr: join(dir, OUTPUT_FILES.stderr) };
   }
 
   async deliver(agentId: string, message: string): Promise<void> {
@@ -415,7 +420,8 @@ export class DockerRuntime implements AgentRuntime {
     const mounts: Docker.MountSettings[] = [
       { Type: 'bind', Source: join(dir, 'workspace'), Target: CONTAINER_PATHS.workspace, ReadOnly: false },
       { Type: 'bind', Source: join(dir, 'inbox.jsonl'), Target: CONTAINER_PATHS.inbox, ReadOnly: true },
-      { Type: 'bind', Source: join(dir, 'output.log'), Target: CONTAINER_PATHS.output, ReadOnly: false },
+      { Type: 'bind', Source: join(dir, OUTPUT_FILES.stdout), Target: CONTAINER_PATHS.stdout, ReadOnly: false },
+      { Type: 'bind', Source: join(dir, OUTPUT_FILES.stderr), Target: CONTAINER_PATHS.stderr, ReadOnly: false },
     ];
     if (this.tools) {
       // The relay's directory, not its socket: a broker restart recreates the socket and running agents see the new one.
@@ -454,7 +460,7 @@ export class DockerRuntime implements AgentRuntime {
 
   /** The files bind-mounted into the container (a file bind needs its source to exist). */
   private async ensureFiles(dir: string): Promise<void> {
-    await Promise.all([appendFile(join(dir, 'inbox.jsonl'), ''), appendFile(join(dir, 'output.log'), '')]);
+    await Promise.all([appendFile(join(dir, 'inbox.jsonl'), ''), appendFile(join(dir, OUTPUT_FILES.stdout), ''), appendFile(join(dir, OUTPUT_FILES.stderr), '')]);
   }
 
   private imageMissing(image: string): Error {

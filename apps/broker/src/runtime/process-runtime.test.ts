@@ -101,6 +101,7 @@ describe('ProcessRuntime', () => {
     network: true,
     resources: {},
     repository: null,
+      secretEnv: [],
   });
 
   const launch = async (runtime: AgentRuntime, script: string, env: Record<string, string> = {}) => {
@@ -300,7 +301,7 @@ describe('ProcessRuntime', () => {
     const id = randomUUID();
     await rt.prepare(id, spec(['true']), { fresh: false });
     const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i} ${'x'.repeat(i % 7)}`);
-    await writeFile(join(subject.rootDir, id, 'output.log'), `${lines.join('\n')}\n`);
+    await writeFile(rt.outputFiles(id).stdout, `${lines.join('\n')}\n`);
     expect((await rt.tail(id, 2)).split('\n')).toEqual(lines.slice(-2));
     const all = (await rt.tail(id, 1_000_000)).split('\n');
     expect(all.length).toBeLessThan(lines.length);

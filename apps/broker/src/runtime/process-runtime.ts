@@ -9,7 +9,7 @@ import { createLogger, type Logger } from '@graft/log';
 import type { AgentSpec, BrokerRuntime } from '@graft/protocol';
 import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
 import { runCaptured } from './run-captured.js';
-import { tailFile } from './tail-file.js';
+import { OUTPUT_FILES, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link ProcessRuntime}. */
@@ -170,7 +170,7 @@ function spawnWrapper(
   args: string[],
   cwd: string,
   env: Record<string, string>,
-  outputFd: number,
+  output: { stdout: number; stderr: number },
   identityOf: (pid: number) => string | null,
 ): {
   pid: number | undefined;
@@ -178,7 +178,7 @@ function spawnWrapper(
   exited: Promise<{ code: number | null; signal: string | null }>;
   failed: Promise<unknown>;
 } {
-  const child = spawn('/bin/sh', ['-c', WRAPPER, 'graft-agent-wrapper', ...args], { cwd, env, detached: true, stdio: ['ignore', outputFd, outputFd] });
+  const child = spawn('/bin/sh', ['-c', WRAPPER, 'graft-agent-wrapper', ...args], { cwd, env, detached: true, stdio: ['ignore', output.stdout, output.stderr] });
   const exited = new Promise<{ code: number | null; signal: string | null }>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const failed = new Promise<unknown>((resolve) => child.once('error', resolve));
   child.unref();
@@ -188,7 +188,7 @@ function spawnWrapper(
 /**
  * Adapter: runs agents as plain process groups on the broker's host (DESIGN §5), or confined by a
  * {@link ProcessSandbox} when given one (BwrapRuntime). Everything lives in
- * `<rootDir>/<agentId>/` (workspace/, output.log, inbox.jsonl, run.json, pid, exit), so a broker that
+ * `<rootDir>/<agentId>/` (workspace/, stdout.log, stderr.log, inbox.jsonl, run.json, pid, exit), so a broker that
  * restarts re-adopts running agents, and a shell wrapper records each exit code even while no broker
  * runs. Runs that end while an instance watches them (started by it, or found running by list/inspect)
  * are reported to onExit; a run that ended while no instance watched is reported by inspect() only.
@@ -239,7 +239,7 @@ export class ProcessRuntime implements AgentRuntime {
       this.tracked.delete(agentId);
       await Promise.all(
         // What a run leaves, a sandbox's too (home, inbox-state), and the inbox read position kept next to the inbox.
-        ['workspace', 'output.log', 'inbox.jsonl', 'inbox.jsonl.offset', 'home', 'inbox-state', 'run.json', 'pid', 'exit'].map((name) => rm(join(dir, name), { recursive: true, force: true })),
+        ['workspace', OUTPUT_FILES.stdout, OUTPUT_FILES.stderr, 'inbox.jsonl', 'inbox.jsonl.offset', 'home', 'inbox-state', 'run.json', 'pid', 'exit'].map((name) => rm(join(dir, name), { recursive: true, force: true })),
       );
     }
     await mkdir(join(dir, 'workspace'), { recursive: true });
@@ -277,12 +277,14 @@ export class ProcessRuntime implements AgentRuntime {
     // Recorded before the spawn: a broker that dies right after spawning finds the run through the pid file.
     await this.writeRun(agentId, record);
 
-    const output = await open(join(dir, 'output.log'), 'a');
+    // Each stream in a file of its own, appended by the agent itself: the broker's log shipper tails
+    // both (stream-exact; across the two, order is as close as the shipper reads them).
+    const [stdout, stderr] = await Promise.all([open(join(dir, OUTPUT_FILES.stdout), 'a'), open(join(dir, OUTPUT_FILES.stderr), 'a')]);
     let spawned: ReturnType<typeof spawnWrapper>;
     try {
-      spawned = spawnWrapper([dir, ...launch.command], workspace, launch.env, output.fd, (pid) => this.identityOfSync(pid));
+      spawned = spawnWrapper([dir, ...launch.command], workspace, launch.env, { stdout: stdout.fd, stderr: stderr.fd }, (pid) => this.identityOfSync(pid));
     } finally {
-      await output.close();
+      await Promise.all([stdout.close(), stderr.close()]);
     }
     const { pid, identity, exited, failed } = spawned;
     if (pid === undefined) {
@@ -406,7 +408,12 @@ export class ProcessRuntime implements AgentRuntime {
   }
 
   tail(agentId: string, lines: number): Promise<string> {
-    return tailFile(join(this.agentDir(agentId), 'output.log'), lines);
+    return tailOutput(this.outputFiles(agentId), lines);
+  }
+
+  outputFiles(agentId: string): { stdout: string; stderr: string } {
+    const dir = this.agentDir(agentId);
+    return { stdout: join(dir, OUTPUT_FILES.stdout), stderr: join(dir, OUTPUT_FILES.stderr) };
   }
 
   async deliver(agentId: string, message: string): Promise<void> {

@@ -89,6 +89,7 @@ export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) =
       network: true,
       resources: {},
       repository: null,
+      secretEnv: [],
       ...extra,
     });
 
@@ -244,10 +245,13 @@ export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) =
       expect((await rt.list()).sort()).toEqual([prepared, started].sort());
     });
 
-    it('tail() returns the last lines of stdout and stderr interleaved', async () => {
+    it("tail() returns the last lines of the output: stdout's, then stderr's; each stream in its own file", async () => {
       const id = await launch(rt, 'for i in 1 2 3 4 5 6 7 8 9 10; do echo "out $i"; done; echo "err 11" >&2; echo "out 12"');
       await exited(rt, id);
-      expect(await outputLines(rt, id, 3)).toEqual(['out 10', 'err 11', 'out 12']);
+      expect(await outputLines(rt, id, 3)).toEqual(['out 10', 'out 12', 'err 11']);
+      const files = rt.outputFiles(id);
+      expect(await readFile(files.stderr, 'utf8')).toBe('err 11\n');
+      expect((await readFile(files.stdout, 'utf8')).split('\n').at(-2)).toBe('out 12');
       expect(await outputLines(rt, id, 100)).toHaveLength(12);
       expect(await rt.tail(id, 0)).toBe('');
       expect(await rt.tail(randomUUID(), 5)).toBe('');

@@ -28,3 +28,17 @@ export async function tailFile(path: string, lines: number): Promise<string> {
     await handle.close();
   }
 }
+
+/** The files every runtime appends an agent's output to, in its agent directory: one per stream. */
+export const OUTPUT_FILES = { stdout: 'stdout.log', stderr: 'stderr.log' } as const;
+
+/**
+ * The last `lines` lines of an agent's output for error details: the last lines of stdout, then
+ * those of stderr (the streams live in separate files, so their relative order is not known here).
+ */
+export async function tailOutput(files: { stdout: string; stderr: string }, lines: number): Promise<string> {
+  if (lines <= 0) return '';
+  const parts = (await Promise.all([tailFile(files.stdout, lines), tailFile(files.stderr, lines)])).filter((t) => t !== '');
+  if (parts.length === 0) return '';
+  return parts.join('\n').split('\n').slice(-lines).join('\n');
+}

@@ -490,6 +490,7 @@ export class Dispatcher {
       network: runtimeNeeds(r.spec).network,
       resources: r.spec.resources ?? {},
       repository: r.clone_url,
+      secretEnv: Object.keys(secrets).sort(),
     };
     return {
       agentId: r.id,

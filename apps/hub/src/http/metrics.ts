@@ -11,6 +11,8 @@ export interface HubMetrics {
   tunnelCommands: Counter<'command'>;
   /** Activities set by the liveness sweeps, by what the agent became (`offline`, `online` again, `stalled`). */
   livenessTransitions: Counter<'to'>;
+  /** Agents' log bytes stored (from brokers) and sent to readers. */
+  logBytes: Counter<'what'>;
 }
 
 /** Creates the registry; `agentsByPhase` is read from the database at scrape time. */
@@ -53,5 +55,11 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
     labelNames: ['to'] as const,
     registers: [registry],
   });
-  return { registry, httpDuration, signatureRejections, tunnels, tunnelCommands, livenessTransitions };
+  const logBytes = new Counter({
+    name: 'graft_log_bytes_total',
+    help: 'Agent log bytes stored from brokers (stored) and sent to readers (read)',
+    labelNames: ['what'] as const,
+    registers: [registry],
+  });
+  return { registry, httpDuration, signatureRejections, tunnels, tunnelCommands, livenessTransitions, logBytes };
 }

@@ -12,8 +12,10 @@ import {
   type ResultMessage,
   TUNNEL_PROTOCOL_VERSION,
   TunnelCloseCode,
+  decodeLogChunk,
 } from '@graft/protocol';
 import type { RawData, WebSocket } from 'ws';
+import type { LogIngest } from '../logs/log-ingest.js';
 import type { Dispatcher } from '../dispatch/dispatcher.js';
 import type { BrokerPresence } from './broker-presence.js';
 
@@ -24,6 +26,8 @@ const HELLO_TIMEOUT_MS = 10_000;
 export interface SessionDeps {
   dispatcher: Dispatcher;
   presence: BrokerPresence;
+  /** Takes the agents' log chunks the broker ships in binary frames. */
+  logs: LogIngest;
   heartbeatIntervalMs: number;
   requestTimeoutMs: number;
   log: Logger;
@@ -105,11 +109,30 @@ export class BrokerSession {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
+  /** A log chunk (PROTOCOL.md, binary frames): stored, published, acknowledged; reading pauses while the hub's backlog is high. */
+  private onBinary(data: RawData): void {
+    if (!this.ready) {
+      this.close(TunnelCloseCode.protocolError, 'binary frame before the handshake');
+      return;
+    }
+    const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    const decoded = decodeLogChunk(frame);
+    if (!decoded.ok) {
+      this.log.warn('tunnel.bad_frame', { reason: decoded.reason });
+      this.close(TunnelCloseCode.protocolError, decoded.reason.slice(0, 120));
+      return;
+    }
+    const room = this.deps.logs.receive(this.brokerId, decoded.chunk, (agentId, seq) => this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'log_ack', agentId, seq }));
+    if (!room) {
+      this.ws.pause();
+      void this.deps.logs.drained().then(() => this.ws.resume());
+    }
+  }
+
   private onFrame(data: RawData, isBinary: boolean): void {
     this.lastHeard = Date.now();
     if (isBinary) {
-      // Binary frames carry log and terminal streams (a later protocol addition); none are defined yet.
-      this.close(TunnelCloseCode.protocolError, 'unexpected binary frame');
+      this.onBinary(data);
       return;
     }
     const parsed = parseTunnelFrame(BrokerMessage, data.toString('utf8'));
@@ -141,6 +164,9 @@ export class BrokerSession {
         return;
       case 'removed':
         void this.deps.dispatcher.removed(this.brokerId, msg.agentId, msg.generation).catch((err: unknown) => this.log.error('agent.remove_failed', { agentId: msg.agentId, err }));
+        return;
+      case 'log_closed':
+        void this.deps.logs.closed(this.brokerId, msg.agentId, msg.lastSeq).catch((err: unknown) => this.log.error('logs.close_failed', { agentId: msg.agentId, err }));
         return;
       case 'result': {
         const p = this.pending.get(msg.id);

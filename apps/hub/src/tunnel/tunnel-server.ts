@@ -7,6 +7,7 @@ import { WebSocketServer } from 'ws';
 import type { BrokerAuthenticator } from '../auth/broker-authenticator.js';
 import type { Dispatcher, TunnelRouter } from '../dispatch/dispatcher.js';
 import type { HubMetrics } from '../http/metrics.js';
+import type { LogIngest } from '../logs/log-ingest.js';
 import type { BrokerPresence } from './broker-presence.js';
 import { BrokerSession } from './broker-session.js';
 
@@ -18,6 +19,7 @@ export interface TunnelServerDeps {
   authenticator: BrokerAuthenticator;
   dispatcher: Dispatcher;
   presence: BrokerPresence;
+  logs: LogIngest;
   metrics: HubMetrics;
   heartbeatIntervalMs: number;
   requestTimeoutMs: number;
@@ -80,6 +82,7 @@ export class TunnelServer implements TunnelRouter {
         const session = new BrokerSession(principal.brokerId, ws, {
           dispatcher: this.deps.dispatcher,
           presence: this.deps.presence,
+          logs: this.deps.logs,
           heartbeatIntervalMs: this.deps.heartbeatIntervalMs,
           requestTimeoutMs: this.deps.requestTimeoutMs,
           log: this.deps.log,

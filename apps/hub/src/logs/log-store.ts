@@ -1,0 +1,96 @@
+import type { Database } from '@graft/db';
+import type { LogChunk, LogStream } from '@graft/protocol';
+import { type Kysely, sql } from 'kysely';
+
+/** A stored chunk as readers get it. */
+export interface StoredChunk {
+  seq: number;
+  stream: LogStream;
+  at: Date;
+  data: Buffer;
+}
+
+/** Per agent: what of its log is stored, complete (closed) and archived. */
+export interface LogState {
+  projectId: string;
+  storedSeq: number;
+  closedSeq: number | null;
+  archivedSeq: number;
+  bytes: number;
+}
+
+/**
+ * The hub's log storage in Postgres (DESIGN §6): chunks keyed by (agent, seq), so a chunk a broker
+ * resends after a reconnect is stored once. Readers page through it by sequence number.
+ */
+export class LogStore {
+  constructor(private readonly db: Kysely<Database>) {}
+
+  /** Stores chunks (each once: resent ones are ignored) and advances each agent's stored_seq. */
+  async insert(chunks: ReadonlyArray<{ chunk: LogChunk; projectId: string }>): Promise<void> {
+    if (chunks.length === 0) return;
+    await sql`
+      INSERT INTO agent_log_chunks (agent_id, seq, stream, at, data)
+      SELECT * FROM unnest(${chunks.map((c) => c.chunk.agentId)}::uuid[], ${chunks.map((c) => c.chunk.seq)}::bigint[],
+        ${chunks.map((c) => c.chunk.stream)}::text[], ${chunks.map((c) => new Date(c.chunk.at).toISOString())}::timestamptz[],
+        ${chunks.map((c) => c.chunk.data)}::bytea[])
+      ON CONFLICT (agent_id, seq) DO NOTHING`.execute(this.db);
+    const perAgent = new Map<string, { projectId: string; seq: number; bytes: number }>();
+    for (const { chunk, projectId } of chunks) {
+      const cur = perAgent.get(chunk.agentId) ?? { projectId, seq: 0, bytes: 0 };
+      cur.seq = Math.max(cur.seq, chunk.seq);
+      cur.bytes += chunk.data.length;
+      perAgent.set(chunk.agentId, cur);
+    }
+    const rows = [...perAgent];
+    await sql`
+      INSERT INTO agent_logs (agent_id, project_id, stored_seq, bytes)
+      SELECT * FROM unnest(${rows.map(([id]) => id)}::uuid[], ${rows.map(([, v]) => v.projectId)}::uuid[], ${rows.map(([, v]) => v.seq)}::bigint[], ${rows.map(([, v]) => v.bytes)}::bigint[])
+      ON CONFLICT (agent_id) DO UPDATE SET stored_seq = greatest(agent_logs.stored_seq, EXCLUDED.stored_seq),
+        bytes = agent_logs.bytes + EXCLUDED.bytes, updated_at = now()`.execute(this.db);
+  }
+
+  /** Records that the log is complete up to `seq` (the broker's `log_closed`). */
+  async close(agentId: string, projectId: string, seq: number): Promise<void> {
+    await sql`
+      INSERT INTO agent_logs (agent_id, project_id, closed_seq) VALUES (${agentId}, ${projectId}, ${seq})
+      ON CONFLICT (agent_id) DO UPDATE SET closed_seq = greatest(coalesce(agent_logs.closed_seq, 0), EXCLUDED.closed_seq), updated_at = now()`.execute(this.db);
+  }
+
+  /** The log's bookkeeping; null when nothing was ever stored for the agent. */
+  async state(agentId: string): Promise<LogState | null> {
+    const r = await this.db.selectFrom('agent_logs').selectAll().where('agent_id', '=', agentId).executeTakeFirst();
+    if (!r) return null;
+    return {
+      projectId: r.project_id,
+      storedSeq: Number(r.stored_seq),
+      closedSeq: r.closed_seq === null ? null : Number(r.closed_seq),
+      archivedSeq: Number(r.archived_seq),
+      bytes: Number(r.bytes),
+    };
+  }
+
+  /** Chunks with a sequence number above `afterSeq`, oldest first, at most `limit`; `system` chunks pass every stream filter. */
+  async read(agentId: string, afterSeq: number, limit: number, stream?: LogStream): Promise<StoredChunk[]> {
+    let q = this.db
+      .selectFrom('agent_log_chunks')
+      .select(['seq', 'stream', 'at', 'data'])
+      .where('agent_id', '=', agentId)
+      .where('seq', '>', String(afterSeq));
+    if (stream !== undefined) q = q.where('stream', 'in', [stream, 'system']);
+    const rows = await q.orderBy('seq').limit(limit).execute();
+    return rows.map((r) => ({ seq: Number(r.seq), stream: r.stream, at: r.at, data: r.data }));
+  }
+
+  /** Chunks with a sequence number below `beforeSeq`, newest first, at most `limit` (for `tail`). */
+  async readBackwards(agentId: string, beforeSeq: number, limit: number, stream?: LogStream): Promise<StoredChunk[]> {
+    let q = this.db
+      .selectFrom('agent_log_chunks')
+      .select(['seq', 'stream', 'at', 'data'])
+      .where('agent_id', '=', agentId)
+      .where('seq', '<', String(beforeSeq));
+    if (stream !== undefined) q = q.where('stream', 'in', [stream, 'system']);
+    const rows = await q.orderBy('seq', 'desc').limit(limit).execute();
+    return rows.map((r) => ({ seq: Number(r.seq), stream: r.stream, at: r.at, data: r.data }));
+  }
+}
