@@ -1,5 +1,8 @@
+import { createHash } from 'node:crypto';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
-import type { Agent } from '@graft/protocol';
+import { type Agent, decodeLogChunk } from '@graft/protocol';
 import { eventually, type HubFixture, startHubFixture } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { TestBrokers } from './support/test-brokers.js';
@@ -25,6 +28,19 @@ afterAll(async () => {
   await brokers?.cleanup();
   await fixture?.stop();
 });
+
+/** The stdout bytes of an archive object (length-prefixed tunnel frames), decoded independently of the hub's code. */
+function decodeArchiveFile(data: Buffer): string {
+  let out = '';
+  for (let pos = 0; pos < data.length; ) {
+    const len = data.readUInt32BE(pos);
+    const decoded = decodeLogChunk(data.subarray(pos + 4, pos + 4 + len));
+    if (!decoded.ok) throw new Error(decoded.reason);
+    if (decoded.chunk.stream === 'stdout') out += decoded.chunk.data.toString('utf8');
+    pos += 4 + len;
+  }
+  return out;
+}
 
 async function logs(id: string, query = '', headers: Record<string, string> = {}): Promise<{ status: number; text: string; type: string | null }> {
   const res = await fetch(`${fixture.hub.url}/api/v1/agents/${id}/logs${query}`, { headers: { authorization: `Bearer ${fixture.hub.adminToken}`, ...headers } });
@@ -107,6 +123,29 @@ describe('agent logs', () => {
       .map((e) => (JSON.parse(/\ndata: (.*)$/m.exec(e)?.[1] ?? '{}') as { data: string }).data)
       .join('');
     expect(restData).toBe(parsed.filter((p) => p.id > (middle?.id ?? 0)).map((p) => p.data).join(''));
+  });
+
+  it('archives a finished agent\'s log (byte-identical), serves it from the archive, and keeps it readable after the agent is deleted', async () => {
+    const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i + 1} ${'x'.repeat(i % 50)}`);
+    await admin.createTemplate({ name: 'bulk', projectId, harness: 'command', command: ['sh', '-c', `awk 'BEGIN { for (i = 1; i <= 20000; i++) { s = ""; for (j = 0; j < (i - 1) % 50; j++) s = s "x"; print "line " i " " s } }'; : ${brokers.marker}`] });
+    const a = await admin.createAgent({ projectId, name: 'bulk', template: 'bulk' });
+    await finished(a.id);
+    const expected = `${lines.join('\n')}\n`;
+    const sha = (t: string) => createHash('sha256').update(t).digest('hex');
+    const archiveDir = join(fixture.hub.dataDir, 'log-archive', projectId, a.id);
+    // The archiver moves the closed log out of Postgres within a few sweeps.
+    await eventually(() => expect(existsSync(archiveDir) && readdirSync(archiveDir).some((f) => f.endsWith('.log'))).toBe(true), { timeoutMs: 20_000 });
+    const archived = readdirSync(archiveDir)
+      .sort()
+      .map((f) => decodeArchiveFile(readFileSync(join(archiveDir, f))))
+      .join('');
+    expect(sha(archived)).toBe(sha(expected));
+    const served = await logs(a.id, '?stream=stdout');
+    expect(sha(served.text)).toBe(sha(expected));
+    expect((await logs(a.id, '?tail=1')).text).toBe(`${lines.at(-1)}\n`);
+    await admin.deleteAgent(a.id);
+    await eventually(async () => expect((await admin.listAgents({ projectId })).items.map((x) => x.id)).not.toContain(a.id), { timeoutMs: 15_000 });
+    expect(sha((await logs(a.id)).text)).toBe(sha(expected));
   });
 
   it('lets an agent read its own log only, and nobody without a token', async () => {

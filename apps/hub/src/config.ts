@@ -57,6 +57,26 @@ const HubEnv = z.object({
   /** How long the hub waits for a broker to answer a command, in ms (reconciliation repairs what times out). */
   GRAFT_BROKER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 
+  // --- Agent log archive ---
+  /** Where finished agents' logs are archived: `fs` (under GRAFT_DATA_DIR/log-archive) or `s3`. */
+  GRAFT_LOG_ARCHIVE: z.enum(['fs', 's3']).default('fs'),
+  /** Directory of the fs archive (default GRAFT_DATA_DIR/log-archive). */
+  GRAFT_LOG_ARCHIVE_DIR: z.string().min(1).optional(),
+  /** S3-compatible endpoint, e.g. http://minio:9000 (unset: AWS S3). */
+  GRAFT_LOG_ARCHIVE_S3_ENDPOINT: z.url().optional(),
+  /** Bucket of the s3 archive (required with GRAFT_LOG_ARCHIVE=s3). */
+  GRAFT_LOG_ARCHIVE_S3_BUCKET: z.string().min(3).max(63).optional(),
+  /** Region of the s3 archive. */
+  GRAFT_LOG_ARCHIVE_S3_REGION: z.string().min(1).default('us-east-1'),
+  /** Access key id of the s3 archive. */
+  GRAFT_LOG_ARCHIVE_S3_ACCESS_KEY_ID: z.string().min(1).optional(),
+  /** Secret access key of the s3 archive. */
+  GRAFT_LOG_ARCHIVE_S3_SECRET_ACCESS_KEY: z.string().min(1).optional(),
+  /** Path-style addressing (most self-hosted S3 servers need it). */
+  GRAFT_LOG_ARCHIVE_S3_FORCE_PATH_STYLE: bool.default(true),
+  /** Key prefix inside the bucket. */
+  GRAFT_LOG_ARCHIVE_S3_PREFIX: z.string().optional(),
+
   // --- Observability ---
   /** Minimum log level. */
   GRAFT_LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default('info'),
@@ -66,6 +86,10 @@ const HubEnv = z.object({
 export interface HubConfig {
   http: { host: string; port: number; publicUrl: string | undefined };
   storage: { dataDir: string; databaseUrl: string | undefined; poolSize: number; autoMigrate: boolean };
+  /** The log archive backend. */
+  logArchive:
+    | { kind: 'fs'; dir: string }
+    | { kind: 's3'; endpoint: string | undefined; bucket: string; region: string; accessKeyId: string; secretAccessKey: string; forcePathStyle: boolean; prefix: string | undefined };
   security: {
     adminToken: string | undefined;
     devAuth: boolean;
@@ -94,7 +118,23 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
   if (e.DATABASE_URL && !e.GRAFT_MASTER_KEY) {
     throw new ConfigError('invalid configuration:\n  GRAFT_MASTER_KEY: required when DATABASE_URL is set (generate one with: openssl rand -hex 32)');
   }
+  let logArchive: HubConfig['logArchive'];
+  if (e.GRAFT_LOG_ARCHIVE === 's3') {
+    const missing = (['GRAFT_LOG_ARCHIVE_S3_BUCKET', 'GRAFT_LOG_ARCHIVE_S3_ACCESS_KEY_ID', 'GRAFT_LOG_ARCHIVE_S3_SECRET_ACCESS_KEY'] as const).filter((k) => !e[k]);
+    if (missing.length > 0) throw new ConfigError(`invalid configuration:\n  ${missing.join(', ')}: required with GRAFT_LOG_ARCHIVE=s3`);
+    logArchive = {
+      kind: 's3',
+      endpoint: e.GRAFT_LOG_ARCHIVE_S3_ENDPOINT,
+      bucket: e.GRAFT_LOG_ARCHIVE_S3_BUCKET ?? '',
+      region: e.GRAFT_LOG_ARCHIVE_S3_REGION,
+      accessKeyId: e.GRAFT_LOG_ARCHIVE_S3_ACCESS_KEY_ID ?? '',
+      secretAccessKey: e.GRAFT_LOG_ARCHIVE_S3_SECRET_ACCESS_KEY ?? '',
+      forcePathStyle: e.GRAFT_LOG_ARCHIVE_S3_FORCE_PATH_STYLE,
+      prefix: e.GRAFT_LOG_ARCHIVE_S3_PREFIX,
+    };
+  } else logArchive = { kind: 'fs', dir: e.GRAFT_LOG_ARCHIVE_DIR ?? join(e.GRAFT_DATA_DIR, 'log-archive') };
   return {
+    logArchive,
     http: { host: e.GRAFT_HUB_HOST, port: e.GRAFT_HUB_PORT, publicUrl: e.GRAFT_HUB_PUBLIC_URL },
     storage: { dataDir: e.GRAFT_DATA_DIR, databaseUrl: e.DATABASE_URL, poolSize: e.GRAFT_DB_POOL_SIZE, autoMigrate: e.GRAFT_AUTO_MIGRATE ?? !e.DATABASE_URL },
     security: {

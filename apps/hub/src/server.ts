@@ -16,6 +16,10 @@ import type { HubConfig } from './config.js';
 import { applyLifecycleAction } from './domain/lifecycle-action.js';
 import { InProcessEventBus } from './events/in-process-event-bus.js';
 import { LogIngest } from './logs/log-ingest.js';
+import { FsLogArchive } from './logs/archive/fs-log-archive.js';
+import type { LogArchive } from './logs/archive/log-archive.js';
+import { S3LogArchive } from './logs/archive/s3-log-archive.js';
+import { LogArchiver } from './logs/log-archiver.js';
 import { LogStore } from './logs/log-store.js';
 import { logRoutes } from './routes/log-routes.js';
 import { AgentLiveness } from './dispatch/agent-liveness.js';
@@ -125,7 +129,20 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       log: log.child({ component: 'dispatch' }),
     });
     const events = new InProcessEventBus();
-    const logStore = new LogStore(db);
+    const archive: LogArchive =
+      config.logArchive.kind === 's3'
+        ? new S3LogArchive({
+            ...(config.logArchive.endpoint ? { endpoint: config.logArchive.endpoint } : {}),
+            region: config.logArchive.region,
+            bucket: config.logArchive.bucket,
+            accessKeyId: config.logArchive.accessKeyId,
+            secretAccessKey: config.logArchive.secretAccessKey,
+            forcePathStyle: config.logArchive.forcePathStyle,
+            ...(config.logArchive.prefix ? { prefix: config.logArchive.prefix } : {}),
+          })
+        : new FsLogArchive({ rootDir: config.logArchive.dir });
+    const logStore = new LogStore(db, archive);
+    const archiver = new LogArchiver({ db, archive, log: log.child({ component: 'log-archive' }), onArchived: (bytes) => metrics.logBytes.inc({ what: 'archived' }, bytes) });
     const logIngest = new LogIngest({ db, store: logStore, events, log: log.child({ component: 'logs' }), onStored: (bytes) => metrics.logBytes.inc({ what: 'stored' }, bytes) });
     const ctx: HubContext = {
       db,
@@ -191,6 +208,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       log: log.child({ component: 'liveness' }),
     });
     liveness.start();
+    archiver.start();
     log.info('hub.listening', { url, port, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
     let stopping: Promise<void> | undefined;
     return {
@@ -202,6 +220,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           // Brokers reconnect (here after a restart, or to another replica) and reconcile.
           tunnels.close();
           liveness.stop();
+          await archiver.stop();
           await dispatcher.stop();
           // Chunks received and not yet stored are stored (and acknowledged, if their tunnel is still open).
           await logIngest.flush();
@@ -220,6 +239,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           await inFlight.drained(SHUTDOWN_GRACE_MS);
           await presence.close();
           await events.close();
+          await archive.close();
           await handle.destroy();
           if (embedded) await embedded.stop();
           log.info('hub.stopped', {});

@@ -45,6 +45,8 @@ export interface ProjectsTable {
   clone_url: string | null;
   /** Whether agents that stall are suspended by the liveness sweep. */
   auto_suspend_stalled: Generated<boolean>;
+  /** Days an agent's log is kept after its last write (archive and hot chunks). */
+  log_retention_days: Generated<number>;
   labels: JSONColumnType<Record<string, string>>;
   created_by: string | null;
   created_at: Timestamp;

@@ -57,7 +57,7 @@ export function createHubMetrics(agentsByPhase: () => Promise<Array<{ phase: str
   });
   const logBytes = new Counter({
     name: 'graft_log_bytes_total',
-    help: 'Agent log bytes stored from brokers (stored) and sent to readers (read)',
+    help: 'Agent log bytes stored from brokers (stored), moved to the archive (archived) and sent to readers (read)',
     labelNames: ['what'] as const,
     registers: [registry],
   });

@@ -1,6 +1,8 @@
 import type { Database } from '@graft/db';
 import type { LogChunk, LogStream } from '@graft/protocol';
 import { type Kysely, sql } from 'kysely';
+import { archiveRange, decodeArchiveBatch } from './archive-batch.js';
+import type { LogArchive } from './archive/log-archive.js';
 
 /** A stored chunk as readers get it. */
 export interface StoredChunk {
@@ -20,11 +22,16 @@ export interface LogState {
 }
 
 /**
- * The hub's log storage in Postgres (DESIGN §6): chunks keyed by (agent, seq), so a chunk a broker
- * resends after a reconnect is stored once. Readers page through it by sequence number.
+ * The hub's log storage (DESIGN §6): hot chunks in Postgres keyed by (agent, seq), so a chunk a
+ * broker resends after a reconnect is stored once; once an agent's log is archived, its chunks
+ * live in the archive (objects of consecutive chunks) and reads page through both by sequence
+ * number, archive first.
  */
 export class LogStore {
-  constructor(private readonly db: Kysely<Database>) {}
+  constructor(
+    private readonly db: Kysely<Database>,
+    private readonly archive: LogArchive | null = null,
+  ) {}
 
   /** Stores chunks (each once: resent ones are ignored) and advances each agent's stored_seq. */
   async insert(chunks: ReadonlyArray<{ chunk: LogChunk; projectId: string }>): Promise<void> {
@@ -72,6 +79,13 @@ export class LogStore {
 
   /** Chunks with a sequence number above `afterSeq`, oldest first, at most `limit`; `system` chunks pass every stream filter. */
   async read(agentId: string, afterSeq: number, limit: number, stream?: LogStream): Promise<StoredChunk[]> {
+    const archived = await this.archivedBatches(agentId);
+    const batch = archived.find((b) => b.to > afterSeq);
+    if (batch) {
+      const chunks = (await this.readBatch(batch.key)).filter((c) => c.seq > afterSeq && (stream === undefined || c.stream === stream || c.stream === 'system'));
+      // A batch may hold only the other stream: go on to the next one (or the hot chunks).
+      return chunks.length > 0 ? chunks.slice(0, limit) : this.read(agentId, batch.to, limit, stream);
+    }
     let q = this.db
       .selectFrom('agent_log_chunks')
       .select(['seq', 'stream', 'at', 'data'])
@@ -84,6 +98,39 @@ export class LogStore {
 
   /** Chunks with a sequence number below `beforeSeq`, newest first, at most `limit` (for `tail`). */
   async readBackwards(agentId: string, beforeSeq: number, limit: number, stream?: LogStream): Promise<StoredChunk[]> {
+    const hot = await this.readHotBackwards(agentId, beforeSeq, limit, stream);
+    if (hot.length >= limit) return hot;
+    const archived = await this.archivedBatches(agentId);
+    const out = [...hot];
+    const below = Math.min(beforeSeq, hot.at(-1)?.seq ?? beforeSeq);
+    for (const b of [...archived].reverse()) {
+      if (b.from >= below) continue;
+      const chunks = (await this.readBatch(b.key)).filter((c) => c.seq < below && (stream === undefined || c.stream === stream || c.stream === 'system')).reverse();
+      out.push(...chunks);
+      if (out.length >= limit) break;
+    }
+    return out.slice(0, limit);
+  }
+
+  /** Archived batches of an agent's log, oldest first (none without an archive). */
+  private async archivedBatches(agentId: string): Promise<Array<{ key: string; from: number; to: number }>> {
+    if (!this.archive) return [];
+    const state = await this.db.selectFrom('agent_logs').select(['project_id', 'archived_seq']).where('agent_id', '=', agentId).executeTakeFirst();
+    if (!state || Number(state.archived_seq) === 0) return [];
+    const keys = await this.archive.list(`${state.project_id}/${agentId}`);
+    return keys.flatMap((key) => {
+      const range = archiveRange(key);
+      return range ? [{ key, ...range }] : [];
+    });
+  }
+
+  private async readBatch(key: string): Promise<StoredChunk[]> {
+    const data = await this.archive?.get(key);
+    if (!data) throw new Error(`archive object ${key} is missing`);
+    return decodeArchiveBatch(data).map((c) => ({ seq: c.seq, stream: c.stream, at: new Date(c.at), data: c.data }));
+  }
+
+  private async readHotBackwards(agentId: string, beforeSeq: number, limit: number, stream?: LogStream): Promise<StoredChunk[]> {
     let q = this.db
       .selectFrom('agent_log_chunks')
       .select(['seq', 'stream', 'at', 'data'])

@@ -27,5 +27,6 @@ CREATE TABLE agent_logs (
   updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX agent_logs_project_idx ON agent_logs (project_id, updated_at);
+ALTER TABLE projects ADD COLUMN log_retention_days integer NOT NULL DEFAULT 30 CHECK (log_retention_days BETWEEN 1 AND 3650);
 `,
 };
