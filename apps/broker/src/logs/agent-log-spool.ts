@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { type FileHandle, mkdir, open, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeLogChunk, encodeLogChunk, type LogChunk, type LogStream } from '@graft/protocol';
 
@@ -36,6 +36,8 @@ const INITIAL: SpoolState = { checkpoint: 0, nextSeq: 1, sources: { stdout: 0, s
 
 /** Record layout: u32 frame length | frame | u64 stdout offset | u64 stderr offset. */
 const RECORD_OVERHEAD = 4 + 8 + 8;
+/** How much of the latest records a spool keeps in memory for shipping. */
+const RECENT_BYTES = 16 * 1024 * 1024;
 
 /**
  * One agent's append-only log spool on the broker (DESIGN §6): `spool.bin` holds every chunk as the
@@ -48,6 +50,11 @@ export class AgentLogSpool {
   /** Spool file size: where the next record goes. */
   private size = 0;
   private stateDirty = false;
+  /** Kept open for appends: one open per record would cost more than the write. */
+  private appendHandle: FileHandle | null = null;
+  /** Records appended by this process and not yet shipped far past: shipping reads them from memory. */
+  private recent: SpoolRecord[] = [];
+  private recentBytes = 0;
 
   private constructor(
     readonly agentId: string,
@@ -99,13 +106,12 @@ export class AgentLogSpool {
     frame.copy(record, 4);
     record.writeBigUInt64BE(BigInt(sources.stdout), 4 + frame.length);
     record.writeBigUInt64BE(BigInt(sources.stderr), 12 + frame.length);
-    const fh = await open(join(this.dir, 'spool.bin'), 'a');
-    try {
-      await fh.write(record, 0, record.length, null);
-    } finally {
-      await fh.close();
-    }
+    this.appendHandle ??= await open(join(this.dir, 'spool.bin'), 'a');
+    await this.appendHandle.write(record, 0, record.length, null);
     this.size += record.length;
+    this.recent.push({ chunk, frame, end: this.size });
+    this.recentBytes += record.length;
+    while (this.recentBytes > RECENT_BYTES && this.recent.length > 1) this.recentBytes -= (this.recent.shift()?.frame.length ?? 0) + RECORD_OVERHEAD;
     this.state.nextSeq++;
     this.state.sources = { ...sources };
     if (stream !== 'system') this.state.dataBytes += data.length;
@@ -142,6 +148,21 @@ export class AgentLogSpool {
   /** Records from `offset` on, up to about `maxBytes` of them (at least one when there is one). */
   async readFrom(offset: number, maxBytes: number): Promise<SpoolRecord[]> {
     if (offset >= this.size) return [];
+    // Recently appended records are in memory: find the one starting at `offset`.
+    const firstRecent = this.recent[0];
+    if (firstRecent && offset >= firstRecent.end - firstRecent.frame.length - RECORD_OVERHEAD) {
+      const at = this.recent.findIndex((r) => r.end - r.frame.length - RECORD_OVERHEAD === offset);
+      if (at >= 0) {
+        const out: SpoolRecord[] = [];
+        let bytes = 0;
+        for (let i = at; i < this.recent.length && (out.length === 0 || bytes < maxBytes); i++) {
+          const r = this.recent[i] as SpoolRecord;
+          out.push(r);
+          bytes += r.frame.length + RECORD_OVERHEAD;
+        }
+        return out;
+      }
+    }
     const length = Math.min(this.size - offset, Math.max(maxBytes, 0));
     const fh = await open(join(this.dir, 'spool.bin'), 'r');
     try {
@@ -174,8 +195,17 @@ export class AgentLogSpool {
     await rename(tmp, path);
   }
 
+  /** Closes the append handle (the broker stops); the spool stays on disk. */
+  async close(): Promise<void> {
+    await this.saveState();
+    await this.appendHandle?.close();
+    this.appendHandle = null;
+  }
+
   /** Removes the spool (the agent left this node). */
   async destroy(): Promise<void> {
+    await this.appendHandle?.close();
+    this.appendHandle = null;
     await rm(this.dir, { recursive: true, force: true });
   }
 

@@ -42,6 +42,10 @@ export interface LogShipperOptions {
 
 const STREAMS = ['stdout', 'stderr'] as const;
 const READ_BYTES = MAX_LOG_CHUNK_BYTES;
+/** How often spool checkpoints (state.json) are written while nothing else forces one. */
+const CHECKPOINT_MS = 500;
+/** Most bytes read per agent per pass, so one chatty agent cannot starve the others. */
+const PASS_BYTES = 8 * 1024 * 1024;
 const SHIP_READ_BYTES = 1024 * 1024;
 
 /** A source being captured: where reading continues, and the redactor holding back a possible secret's start. */
@@ -80,6 +84,7 @@ export class LogShipper implements AgentLogCapture {
   private timer: NodeJS.Timeout | null = null;
   private cycle: Promise<void> | null = null;
   private stopped = false;
+  private lastCheckpoint = 0;
   private readonly pollMs: number;
   private readonly maxBuffered: number;
 
@@ -162,7 +167,7 @@ export class LogShipper implements AgentLogCapture {
     if (this.timer) clearTimeout(this.timer);
     await this.cycle;
     for (const log of this.logs.values()) await log.busy;
-    for (const log of this.logs.values()) await log.spool.saveState();
+    for (const log of this.logs.values()) await log.spool.close();
   }
 
   /** What a spool holds, for tests and the local API. */
@@ -172,10 +177,16 @@ export class LogShipper implements AgentLogCapture {
   }
 
   /** Runs one capture-and-ship pass now (tests; the loop does the same every pollMs). */
-  async pass(): Promise<void> {
+  async pass(): Promise<boolean> {
+    let busy = false;
     for (const [agentId, log] of [...this.logs]) {
       await this.exclusive(log, async () => {
-        if (log.capturing) await this.capture(log);
+        if (log.capturing) {
+          let read = 0;
+          for (let n = await this.capture(log); n > 0 && read < PASS_BYTES && log.capturing; n = await this.capture(log)) read += n;
+          if (read > 0) busy = true;
+        }
+        const sentBefore = log.sentSeq;
         if (log.ending) {
           // The run is over: drain the files to their end, release what the redactors held back, close.
           if (log.capturing) {
@@ -185,25 +196,34 @@ export class LogShipper implements AgentLogCapture {
           await this.close(log);
         }
         await this.ship(log);
-        await log.spool.saveState();
+        if (log.sentSeq !== sentBefore) busy = true;
+        // Checkpoints are cheap to lose (recovery scans forward from the last one), so not every pass writes one.
+        if (Date.now() - this.lastCheckpoint > CHECKPOINT_MS || log.ending || log.removed) await log.spool.saveState();
         if (log.removed && log.spool.closedSeq !== null && log.spool.acked >= log.spool.closedSeq) {
           this.logs.delete(agentId);
           await log.spool.destroy();
         }
       });
     }
+    if (Date.now() - this.lastCheckpoint > CHECKPOINT_MS) this.lastCheckpoint = Date.now();
+    return busy;
   }
 
-  private schedule(): void {
+  /** The next pass: at once after one that moved bytes (an agent writing fast), else after pollMs. */
+  private schedule(delayMs = this.pollMs): void {
     if (this.stopped) return;
     this.timer = setTimeout(() => {
+      let busy = false;
       this.cycle = this.pass()
+        .then((b) => {
+          busy = b;
+        })
         .catch((err: unknown) => this.options.log.error('logs.pass_failed', { err }))
         .finally(() => {
           this.cycle = null;
-          this.schedule();
+          this.schedule(busy ? 0 : this.pollMs);
         });
-    }, this.pollMs);
+    }, delayMs);
     this.timer.unref();
   }
 

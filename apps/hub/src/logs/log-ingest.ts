@@ -20,12 +20,14 @@ interface Pending {
   brokerId: string;
   chunk: LogChunk;
   ack: (agentId: string, seq: number) => void;
+  /** Already on the bus (its owner was known when it arrived). */
+  published: boolean;
 }
 
 /**
- * Takes log chunks from broker tunnels (DESIGN §6): stores them in batches, each once, publishes
- * each stored chunk on the event bus for live readers on any replica, and acknowledges to the
- * broker by sequence once stored. Batches are written one after another, so a cumulative
+ * Takes log chunks from broker tunnels (DESIGN §6): publishes each on the event bus for live
+ * readers on any replica, stores them in batches, each once, and acknowledges to the broker by
+ * sequence once stored. Batches are written one after another, so a cumulative
  * acknowledgement never covers a chunk that is not stored yet.
  */
 export class LogIngest {
@@ -49,7 +51,12 @@ export class LogIngest {
 
   /** Queues a chunk from `brokerId`; returns false when the caller should pause reading until {@link drained} resolves. */
   receive(brokerId: string, chunk: LogChunk, ack: (agentId: string, seq: number) => void): boolean {
-    this.queue.push({ brokerId, chunk, ack });
+    // Live readers get a chunk as it arrives when its owner is known already (the common case):
+    // they need not wait for Postgres.
+    const owner = this.owners.get(chunk.agentId);
+    const published = owner !== undefined && owner.brokerId === brokerId && owner.projectId !== null;
+    if (published) this.deps.events.publish(logTopic(chunk.agentId), encodeLogChunk(chunk));
+    this.queue.push({ brokerId, chunk, ack, published });
     this.queuedBytes += chunk.data.length;
     if (this.queue.length >= BATCH_CHUNKS) this.flushSoon(0);
     else this.flushSoon(BATCH_DELAY_MS);
@@ -101,8 +108,10 @@ export class LogIngest {
           if (owner.projectId !== null && (owner.brokerId === null || owner.brokerId === p.brokerId)) accepted.push({ ...p, projectId: owner.projectId });
           else this.deps.log.warn('logs.chunk_refused', { agentId: p.chunk.agentId, brokerId: p.brokerId, seq: p.chunk.seq });
         }
+        // Live readers get the chunks before they are stored: a reader that misses one (it subscribed
+        // between publish and store) finds it in Postgres once stored, and never shows a gap meanwhile.
+        for (const p of accepted) if (!p.published) this.deps.events.publish(logTopic(p.chunk.agentId), encodeLogChunk(p.chunk));
         await this.deps.store.insert(accepted.map((p) => ({ chunk: p.chunk, projectId: p.projectId })));
-        for (const p of accepted) this.deps.events.publish(logTopic(p.chunk.agentId), encodeLogChunk(p.chunk));
         this.deps.onStored?.(accepted.reduce((n, p) => n + p.chunk.data.length, 0));
         // Refused chunks are acknowledged too: the broker has nothing to gain from resending them.
         const highest = new Map<string, Pending>();

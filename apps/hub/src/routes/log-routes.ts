@@ -194,8 +194,12 @@ async function followLog(
       if (live.length > 0) {
         const batch = live.splice(0);
         const first = batch[0];
-        // Missed something between catch-up and now (or the bus lost it): read it from Postgres.
-        if (first && first.seq > since() + 1) await pageThrough(ctx, agentId, since(), undefined, sink, () => gone);
+        // Missed something between catch-up and now (published before this reader subscribed, or lost
+        // by the bus): read it from Postgres, waiting until it is stored there. Never show a gap.
+        while (first && first.seq > since() + 1 && !gone) {
+          await pageThrough(ctx, agentId, since(), undefined, sink, () => gone);
+          if (first.seq > since() + 1) await new Promise<void>((r) => setTimeout(r, 20));
+        }
         sink(batch);
         // Back-pressure: a slow reader does not make the hub buffer without bound; it re-reads later.
         if (res.writableNeedDrain) {
