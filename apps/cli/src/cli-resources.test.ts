@@ -77,7 +77,7 @@ describe('graft projects', () => {
     expect(detail.stats).toEqual({ agentsByPhase: {}, agentsTotal: 0, lastActivityAt: null });
   });
 
-  it('register keeps the remote as typed for cloning; update turns auto-suspend of stalled agents on and off', async () => {
+  it('register keeps the remote as typed for cloning; update sets auto-suspend of stalled agents and log retention', async () => {
     const shown = await graft('projects', 'show', 'web');
     expect(shown.stdout).toMatch(/^Clone URL: +git@github\.com:acme\/web\.git$/m);
     expect(shown.stdout).toMatch(/^Auto-suspend stalled: +off$/m);
@@ -85,6 +85,11 @@ describe('graft projects', () => {
     expect(on.code).toBe(0);
     expect(on.stdout).toMatch(/^Auto-suspend stalled: +on$/m);
     expect(jsonOf<Project>(await graft('projects', 'update', 'web', '--auto-suspend-stalled', 'off', '--json')).autoSuspendStalled).toBe(false);
+    expect(shown.stdout).toMatch(/^Log retention: +30 days$/m);
+    expect(jsonOf<Project>(await graft('projects', 'update', 'web', '--log-retention-days', '90', '--json')).logRetentionDays).toBe(90);
+    const tooLong = await graft('projects', 'update', 'web', '--log-retention-days', '5000');
+    expect(tooLong.code).toBe(1);
+    expect(tooLong.stderr).toContain('validation_error');
     const bad = await graft('projects', 'update', 'web', '--auto-suspend-stalled', 'maybe');
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toContain('takes on or off');

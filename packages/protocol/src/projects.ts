@@ -25,8 +25,13 @@ export const UpdateProjectRequest = z
     labels: Labels.optional(),
     /** Suspend agents of this project when they stall (they resume on a message with wake, or a start). */
     autoSuspendStalled: z.boolean().optional(),
+    /** Days an agent's log is kept after its last write. */
+    logRetentionDays: z.number().int().min(1).max(3650).optional(),
   })
-  .refine((b) => b.name !== undefined || b.labels !== undefined || b.autoSuspendStalled !== undefined, 'nothing to update: give name, labels or autoSuspendStalled');
+  .refine(
+    (b) => b.name !== undefined || b.labels !== undefined || b.autoSuspendStalled !== undefined || b.logRetentionDays !== undefined,
+    'nothing to update: give name, labels, autoSuspendStalled or logRetentionDays',
+  );
 /** `PATCH /projects/:id` body. */
 export type UpdateProjectRequest = z.infer<typeof UpdateProjectRequest>;
 
@@ -37,6 +42,7 @@ export const Project = z.object({
   gitRemote: z.string().nullable().describe('normalised remote: the project identity'),
   cloneUrl: z.string().nullable().describe('the remote as registered; agents clone it into their workspace'),
   autoSuspendStalled: z.boolean().describe('stalled agents are suspended'),
+  logRetentionDays: z.number().int().describe("days an agent's log is kept after its last write"),
   labels: z.record(z.string(), z.string()),
   createdBy: Uuid.nullable(),
   createdAt: z.string(),

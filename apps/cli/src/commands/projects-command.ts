@@ -6,7 +6,7 @@ import { formatDetails } from '../output/details.js';
 import { formatAge, formatLabels, formatTime, orDash } from '../output/format.js';
 import { printJson } from '../output/io.js';
 import { formatTable } from '../output/table.js';
-import { collectKeyValue } from '../parse/options.js';
+import { collectKeyValue, parsePositiveInt } from '../parse/options.js';
 import { resolveProjectId } from '../resolve/project-ref.js';
 import { type ListFlags, pageArgs, printPage, withListOptions } from './list-support.js';
 
@@ -31,6 +31,7 @@ export function projectDetails(p: Project | ProjectDetail): string {
     ['Git remote', orDash(p.gitRemote)],
     ['Clone URL', orDash(p.cloneUrl)],
     ['Auto-suspend stalled', p.autoSuspendStalled ? 'on' : 'off'],
+    ['Log retention', `${p.logRetentionDays} days`],
     ['Labels', formatLabels(p.labels)],
     ['Your role', p.role ?? '- (platform admin)'],
     ['Created', formatTime(p.createdAt)],
@@ -100,16 +101,20 @@ Examples:
     .option('--name <name>', 'new name')
     .option('--label <key=value>', 'a label (repeatable; replaces all labels)', collectKeyValue)
     .option('--auto-suspend-stalled <on|off>', 'suspend agents that stall (resume them with a start or a message with --wake)', parseOnOff)
+    .option('--log-retention-days <n>', "days an agent's log is kept after its last write (1-3650)", parsePositiveInt)
     .option('--json', 'print the raw JSON')
-    .addHelpText('after', '\nExample:\n  $ graft projects update web --auto-suspend-stalled on')
-    .action(async (ref: string, opts: { name?: string; label?: Record<string, string>; autoSuspendStalled?: boolean; json?: boolean }, cmd: Command) => {
+    .addHelpText('after', '\nExample:\n  $ graft projects update web --auto-suspend-stalled on --log-retention-days 90')
+    .action(async (ref: string, opts: { name?: string; label?: Record<string, string>; autoSuspendStalled?: boolean; logRetentionDays?: number; json?: boolean }, cmd: Command) => {
       const flag = opts.autoSuspendStalled;
-      if (opts.name === undefined && opts.label === undefined && flag === undefined) throw new UsageError('nothing to update: give --name, --label or --auto-suspend-stalled');
+      if (opts.name === undefined && opts.label === undefined && flag === undefined && opts.logRetentionDays === undefined) {
+        throw new UsageError('nothing to update: give --name, --label, --auto-suspend-stalled or --log-retention-days');
+      }
       const client = ctx.client(cmd);
       const project = await client.updateProject(await resolveProjectId(client, ref), {
         ...(opts.name !== undefined ? { name: opts.name } : {}),
         ...(opts.label !== undefined ? { labels: opts.label } : {}),
         ...(flag !== undefined ? { autoSuspendStalled: flag } : {}),
+        ...(opts.logRetentionDays !== undefined ? { logRetentionDays: opts.logRetentionDays } : {}),
       });
       if (opts.json) printJson(ctx.io, project);
       else ctx.io.out(projectDetails(project));

@@ -32,6 +32,7 @@ export function toProject(r: Selectable<ProjectsTable>, role: ProjectRole | null
     gitRemote: r.git_remote,
     cloneUrl: r.clone_url,
     autoSuspendStalled: r.auto_suspend_stalled,
+    logRetentionDays: r.log_retention_days,
     labels: r.labels,
     createdBy: r.created_by,
     createdAt: iso(r.created_at),

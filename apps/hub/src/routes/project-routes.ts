@@ -120,7 +120,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
     route({
       method: 'patch',
       path: '/api/v1/projects/:id',
-      summary: 'Rename a project, replace its labels or set auto-suspend of stalled agents (project admin)',
+      summary: 'Rename a project, replace its labels, set auto-suspend of stalled agents or log retention (project admin)',
       tag: 'projects',
       auth: 'user',
       params: IdParams,
@@ -134,6 +134,7 @@ export function projectRoutes(ctx: HubContext): RouteSpec[] {
             ...(body.name !== undefined ? { name: body.name } : {}),
             ...(body.labels !== undefined ? { labels: JSON.stringify(body.labels) } : {}),
             ...(body.autoSuspendStalled !== undefined ? { auto_suspend_stalled: body.autoSuspendStalled } : {}),
+            ...(body.logRetentionDays !== undefined ? { log_retention_days: body.logRetentionDays } : {}),
             updated_at: new Date(),
           })
           .where('id', '=', params.id)
