@@ -234,6 +234,8 @@ export class AgentLogSpool {
         const { records, consumed } = parseRecords(buf, offset);
         for (const r of records) {
           this.state.nextSeq = r.chunk.seq + 1;
+          // A record past the checkpointed close was written by a later run: that run had reopened the log.
+          if (this.state.closedSeq !== null && r.chunk.seq > this.state.closedSeq) this.state.closedSeq = null;
           this.state.sources = readSources(buf, r, offset);
           if (r.chunk.stream !== 'system') this.state.dataBytes += r.chunk.data.length;
         }

@@ -187,6 +187,8 @@ export class LogShipper implements AgentLogCapture {
           if (read > 0) busy = true;
         }
         const sentBefore = log.sentSeq;
+        // close() clears `ending`: remember it, so the checkpoint below is forced when a run ended (closedSeq is not recoverable by a scan).
+        const ended = log.ending;
         if (log.ending) {
           // The run is over: drain the files to their end, release what the redactors held back, close.
           if (log.capturing) {
@@ -198,7 +200,7 @@ export class LogShipper implements AgentLogCapture {
         await this.ship(log);
         if (log.sentSeq !== sentBefore) busy = true;
         // Checkpoints are cheap to lose (recovery scans forward from the last one), so not every pass writes one.
-        if (Date.now() - this.lastCheckpoint > CHECKPOINT_MS || log.ending || log.removed) await log.spool.saveState();
+        if (Date.now() - this.lastCheckpoint > CHECKPOINT_MS || ended || log.removed) await log.spool.saveState();
         if (log.removed && log.spool.closedSeq !== null && log.spool.acked >= log.spool.closedSeq) {
           this.logs.delete(agentId);
           await log.spool.destroy();
@@ -273,7 +275,11 @@ export class LogShipper implements AgentLogCapture {
         continue;
       }
       // A file shorter than what was read was replaced (a fresh workspace): read the new one from its start.
-      if (size < source.readAt) source.readAt = 0;
+      if (size < source.readAt) {
+        // What the redactor still held belongs to the old file: it is final now.
+        await this.spoolData(log, stream, source.redactor.flush());
+        source.readAt = 0;
+      }
       if (size === source.readAt) continue;
       const length = Math.min(size - source.readAt, READ_BYTES);
       const buf = Buffer.allocUnsafe(length);
@@ -306,6 +312,8 @@ export class LogShipper implements AgentLogCapture {
       const note = `[graft] this agent's log reached its limit of ${this.options.limitBytes} bytes; output after this point is not kept\n`;
       await log.spool.append('system', Buffer.from(note), offsets);
       log.spool.markLimitReached();
+      // A scan of the spool cannot tell that the limit was reached: checkpoint it now, not up to CHECKPOINT_MS later.
+      await log.spool.saveState();
       log.capturing = false;
       this.options.log.warn('logs.limit_reached', { agentId: log.spool.agentId, limitBytes: this.options.limitBytes });
     }
@@ -339,6 +347,8 @@ export class LogShipper implements AgentLogCapture {
     if (!link) return;
     while (log.sendOffset < log.spool.end && link.buffered() < this.maxBuffered && this.link === link) {
       const records = await log.spool.readFrom(log.sendOffset, SHIP_READ_BYTES);
+      // The link changed during the read: connected()/disconnected() rewound this log, so these records are not for it.
+      if (this.link !== link) return;
       if (records.length === 0) break;
       for (const r of records) {
         link.send(r.frame);
