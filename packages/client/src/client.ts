@@ -38,6 +38,7 @@ import type {
   UpdateProjectRequest,
   User,
 } from '@graft/protocol';
+import { LogChunkJson } from '@graft/protocol';
 import { type FetchLike, unixSocketFetch } from './unix-socket-fetch.js';
 
 /** A non-2xx answer from the hub, with its error code and request id. */
@@ -73,6 +74,29 @@ export interface ListOptions {
 }
 
 type Query = Record<string, string | number | undefined>;
+
+/** What to read of an agent's log (`GET /agents/:id/logs`). */
+export interface AgentLogQuery {
+  /** Only the last N lines. */
+  tail?: number;
+  /** Only chunks with a sequence number above this. */
+  since?: number;
+  /** Only this stream (the platform's own notes always come through). */
+  stream?: 'stdout' | 'stderr';
+}
+
+/** Options of {@link GraftClient.followAgentLogs}. */
+export interface FollowAgentLogsOptions extends AgentLogQuery {
+  /** Stops following (the iteration just ends). */
+  signal?: AbortSignal;
+  /** First and longest pause before reconnecting (default 500 ms and 5 s, doubling in between). */
+  backoffMs?: { initial: number; max: number };
+  /** A connection without a byte for this long counts as lost; the hub sends a keep-alive every 15 s (default 45 s). */
+  idleTimeoutMs?: number;
+}
+
+/** What {@link GraftClient.followAgentLogs} yields: a chunk of output, or the news that the stream was lost and is being resumed. */
+export type AgentLogEvent = { type: 'chunk'; chunk: LogChunkJson } | { type: 'reconnecting'; error: GraftApiError; delayMs: number };
 
 /** Typed client for the hub's REST API. */
 export class GraftClient {
@@ -116,16 +140,7 @@ export class GraftClient {
       throw new GraftApiError(0, 'network_error', `cannot reach the hub at ${where}: ${why}`, undefined);
     }
     const text = await res.text();
-    if (!res.ok) {
-      let body: ErrorBody | undefined;
-      try {
-        body = JSON.parse(text) as ErrorBody;
-      } catch {
-        body = undefined;
-      }
-      if (body?.error) throw new GraftApiError(res.status, body.error.code, body.error.message, body.error.requestId, body.error.details);
-      throw new GraftApiError(res.status, 'unexpected_response', `hub answered ${res.status} ${res.statusText}`, res.headers.get('x-request-id') ?? undefined);
-    }
+    if (!res.ok) throw apiErrorOf(res, text);
     if (text === '') return undefined as T;
     return JSON.parse(text) as T;
   }
@@ -272,6 +287,107 @@ export class GraftClient {
     return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/token/refresh`);
   }
 
+  /**
+   * `GET /api/v1/agents/:id/logs` as plain text, yielded as it arrives (never buffered whole).
+   * A connection lost midway throws a `network_error` {@link GraftApiError}.
+   */
+  async *agentLogText(id: string, query: AgentLogQuery = {}, signal?: AbortSignal): AsyncGenerator<Uint8Array, void> {
+    const opened = await this.openStream(`/api/v1/agents/${encodeURIComponent(id)}/logs`, { ...query }, { accept: 'text/plain' }, signal);
+    const reader = bodyReader(opened.res);
+    try {
+      for (;;) {
+        const { done, value } = await readOrFail(reader, 0);
+        if (done) return;
+        yield value;
+      }
+    } finally {
+      opened.release();
+      reader.cancel().catch(() => {});
+    }
+  }
+
+  /**
+   * Follows an agent's log over SSE until the hub sends `event: end` (its run is over and every
+   * chunk was delivered) or `signal` aborts. A dropped connection, a restarting hub or a 5xx is
+   * retried with backoff, resuming with `Last-Event-ID` after the last chunk yielded, so nothing is
+   * missed or repeated; other errors (not found, forbidden) are thrown.
+   */
+  async *followAgentLogs(id: string, options: FollowAgentLogsOptions = {}): AsyncGenerator<AgentLogEvent, void> {
+    const { signal } = options;
+    const initial = options.backoffMs?.initial ?? 500;
+    const max = options.backoffMs?.max ?? 5_000;
+    const idleMs = options.idleTimeoutMs ?? 45_000;
+    const path = `/api/v1/agents/${encodeURIComponent(id)}/logs`;
+    let lastSeq: number | undefined;
+    let delay = initial;
+    for (;;) {
+      if (signal?.aborted) return;
+      let openedAt = 0;
+      let received = false;
+      try {
+        // The first request asks for what the caller wanted; a resumption only for what follows the last chunk.
+        const query: Query = lastSeq === undefined ? { tail: options.tail, since: options.since, stream: options.stream } : { stream: options.stream };
+        const headers: Record<string, string> = { accept: 'text/event-stream', ...(lastSeq === undefined ? {} : { 'last-event-id': String(lastSeq) }) };
+        const opened = await this.openStream(path, query, headers, signal);
+        openedAt = Date.now();
+        try {
+          for await (const event of readServerSentEvents(bodyReader(opened.res), idleMs)) {
+            if (event.event === 'end') return;
+            if (event.event !== 'log') continue;
+            const chunk = parseLogChunk(event.data);
+            lastSeq = chunk.seq;
+            received = true;
+            yield { type: 'chunk', chunk };
+          }
+        } finally {
+          opened.release();
+        }
+        throw new GraftApiError(0, 'network_error', 'the hub closed the log stream before its end', undefined);
+      } catch (err) {
+        if (signal?.aborted) return;
+        const error = err instanceof GraftApiError ? err : new GraftApiError(0, 'network_error', `lost the log stream: ${messageOf(err)}`, undefined);
+        if (!isTransient(error)) throw error;
+        // A connection that delivered or lasted was healthy: the next outage starts from the shortest pause.
+        if (received || (openedAt > 0 && Date.now() - openedAt >= max)) delay = initial;
+        yield { type: 'reconnecting', error, delayMs: delay };
+        await pause(delay, signal);
+        delay = Math.min(delay * 2, max);
+      }
+    }
+  }
+
+  /**
+   * Opens a streaming GET: the timeout covers the answer's headers only, `signal` the whole body
+   * (until `release()`, which the caller calls once done with the body); non-2xx throw.
+   */
+  private async openStream(path: string, query: Query, headers: Record<string, string>, signal: AbortSignal | undefined): Promise<{ res: Response; release: () => void }> {
+    const url = new URL(this.baseUrl + path);
+    for (const [k, v] of Object.entries(query)) if (v !== undefined) url.searchParams.set(k, String(v));
+    const all: Record<string, string> = { ...headers };
+    if (this.token) all.authorization = `Bearer ${this.token}`;
+    const controller = new AbortController();
+    const abort = () => controller.abort(signal?.reason);
+    if (signal?.aborted) abort();
+    signal?.addEventListener('abort', abort, { once: true });
+    const timer = setTimeout(() => controller.abort(new Error(`no answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    let res: Response;
+    try {
+      res = await this.send(url, { method: 'GET', headers: all, body: null, signal: controller.signal });
+    } catch (err) {
+      signal?.removeEventListener('abort', abort);
+      const where = this.socketPath === undefined ? this.baseUrl : `${this.baseUrl} through ${this.socketPath}`;
+      throw new GraftApiError(0, 'network_error', `cannot reach the hub at ${where}: ${messageOf(controller.signal.reason ?? err)}`, undefined);
+    } finally {
+      clearTimeout(timer);
+    }
+    if (!res.ok) {
+      signal?.removeEventListener('abort', abort);
+      throw apiErrorOf(res, await res.text().catch(() => ''));
+    }
+    // The listener stays while the body is read: aborting `signal` cancels the read.
+    return { res, release: () => signal?.removeEventListener('abort', abort) };
+  }
+
   /** `POST /api/v1/agents/:id/messages`. */
   sendMessage(id: string, body: SendMessageRequest): Promise<AgentMessage> {
     return this.request('POST', `/api/v1/agents/${encodeURIComponent(id)}/messages`, { body });
@@ -310,4 +426,121 @@ export class GraftClient {
   deleteBroker(id: string): Promise<void> {
     return this.request('DELETE', `/api/v1/brokers/${encodeURIComponent(id)}`);
   }
+}
+
+/** The error a non-2xx answer stands for: the hub's error body, or its status when it sent none. */
+function apiErrorOf(res: Response, text: string): GraftApiError {
+  let body: ErrorBody | undefined;
+  try {
+    body = JSON.parse(text) as ErrorBody;
+  } catch {
+    body = undefined;
+  }
+  if (body?.error) return new GraftApiError(res.status, body.error.code, body.error.message, body.error.requestId, body.error.details);
+  return new GraftApiError(res.status, 'unexpected_response', `hub answered ${res.status} ${res.statusText}`, res.headers.get('x-request-id') ?? undefined);
+}
+
+const messageOf = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/** Failures that a later attempt may not see: no connection, a hub (re)starting or overloaded. */
+function isTransient(err: GraftApiError): boolean {
+  return err.status === 0 || err.status === 429 || err.status >= 500;
+}
+
+/** Waits `ms`, or less when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+type BodyReader = ReadableStreamDefaultReader<Uint8Array>;
+
+function bodyReader(res: Response): BodyReader {
+  if (res.body === null) throw new GraftApiError(res.status, 'unexpected_response', 'the hub sent no body', res.headers.get('x-request-id') ?? undefined);
+  return res.body.getReader() as BodyReader;
+}
+
+/** The next piece of a body; a broken connection, or silence for `idleMs` (0: no limit), becomes a `network_error`. */
+async function readOrFail(reader: BodyReader, idleMs: number): ReturnType<BodyReader['read']> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const read = reader.read();
+    if (idleMs <= 0) return await read;
+    const idle = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new GraftApiError(0, 'network_error', `the log stream was silent for ${idleMs} ms`, undefined)), idleMs);
+    });
+    return await Promise.race([read, idle]);
+  } catch (err) {
+    if (err instanceof GraftApiError) throw err;
+    throw new GraftApiError(0, 'network_error', `lost the connection to the hub: ${messageOf(err)}`, undefined);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface ServerSentEvent {
+  event: string;
+  data: string;
+}
+
+/** Parses a `text/event-stream` body (WHATWG rules: `\n`, `\r\n` or `\r` line ends, comments, multi-line data). */
+async function* readServerSentEvents(reader: BodyReader, idleMs: number): AsyncGenerator<ServerSentEvent, void> {
+  const decoder = new TextDecoder();
+  let pending = '';
+  let event = '';
+  let data: string[] = [];
+  try {
+    for (;;) {
+      const { done, value } = await readOrFail(reader, idleMs);
+      if (done) return;
+      pending += decoder.decode(value, { stream: true });
+      let start = 0;
+      const lineBreak = /\r\n|\r|\n/g;
+      for (;;) {
+        lineBreak.lastIndex = start;
+        const found = lineBreak.exec(pending);
+        if (found === null) break;
+        const lineEnd = found.index;
+        // A lone \r at the very end may be the first half of \r\n: wait for the next piece.
+        if (pending[lineEnd] === '\r' && lineEnd + 1 === pending.length) break;
+        const line = pending.slice(start, lineEnd);
+        start = lineEnd + (pending.startsWith('\r\n', lineEnd) ? 2 : 1);
+        if (line === '') {
+          if (data.length > 0) yield { event: event === '' ? 'message' : event, data: data.join('\n') };
+          event = '';
+          data = [];
+          continue;
+        }
+        if (line.startsWith(':')) continue;
+        const colon = line.indexOf(':');
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const fieldValue = colon < 0 ? '' : line.slice(colon + (line[colon + 1] === ' ' ? 2 : 1));
+        if (field === 'event') event = fieldValue;
+        else if (field === 'data') data.push(fieldValue);
+      }
+      pending = pending.slice(start);
+    }
+  } finally {
+    reader.cancel().catch(() => {});
+  }
+}
+
+function parseLogChunk(data: string): LogChunkJson {
+  let json: unknown;
+  try {
+    json = JSON.parse(data);
+  } catch {
+    json = undefined;
+  }
+  const parsed = LogChunkJson.safeParse(json);
+  if (!parsed.success) throw new GraftApiError(200, 'unexpected_response', 'the hub sent a log event that is not a log chunk', undefined);
+  return parsed.data;
 }
