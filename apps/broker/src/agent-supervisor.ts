@@ -5,7 +5,7 @@ import type { BrokerMetrics } from './broker-metrics.js';
 import { cloneRepository, DEFAULT_CLONE_TIMEOUT_MS, isEmptyDir } from './git-clone.js';
 import { harnessLaunch, writeLaunchFiles } from './harness/harness.js';
 import type { AgentLogCapture } from './logs/log-shipper.js';
-import type { AgentRuntime, RuntimeExit } from './runtime/agent-runtime.js';
+import type { AgentRuntime, RuntimeExit, Terminal } from './runtime/agent-runtime.js';
 
 /** Phases in which an agent holds one of the broker's slots. */
 const BUSY: ReadonlySet<Phase> = new Set(['provisioning', 'starting', 'running', 'stopping']);
@@ -18,6 +18,12 @@ const MAX_DETAIL = 4096;
 
 /** The outcome of a command: the agent as held afterwards, or why it was refused. */
 export type CommandOutcome = { ok: true; agent: ObservedAgent | null } | { ok: false; code: CommandErrorCode; message: string };
+
+/** The outcome of opening a terminal: the terminal, or why there is none. */
+export type TerminalOutcome = { ok: true; terminal: Terminal } | { ok: false; code: CommandErrorCode; message: string };
+
+/** TERM of attached terminals: what xterm.js and most terminal emulators understand. */
+const TERMINAL_TERM = 'xterm-256color';
 
 /** What the supervisor needs. */
 export interface SupervisorDeps {
@@ -94,7 +100,11 @@ export class AgentSupervisor {
           await this.deps.logs?.runStarting(record.agentId, logSource(record, runtime), { fresh: false });
           if (record.phase !== 'running') this.report(record, { phase: 'running', detail: null, exitCode: null });
         } else if (state.state === 'exited') {
-          if (BUSY.has(record.phase)) await this.finish(record, runtime, state.exitCode, state.signal);
+          if (BUSY.has(record.phase)) {
+            // It ended while no broker watched: capture what it wrote meanwhile, then close its log.
+            await this.deps.logs?.runStarting(record.agentId, logSource(record, runtime), { fresh: false });
+            await this.finish(record, runtime, state.exitCode, state.signal);
+          }
         } else if (BUSY.has(record.phase) && record.desired !== 'running') {
           // Interrupted mid-stop or mid-suspend: nothing runs any more, which is what was wanted (a suspend keeps its workspace for the resume).
           const to = record.desired === 'suspended' ? 'suspended' : 'stopped';
@@ -135,6 +145,28 @@ export class AgentSupervisor {
     });
     this.deps.metrics.commands.inc({ command, outcome: outcome.ok ? 'ok' : outcome.code });
     return outcome;
+  }
+
+  /**
+   * Opens an interactive shell into a running agent (attach). Not serialised with the agent's
+   * commands: a terminal is independent of the agent's process, and a stop ends it with the agent's
+   * container or sandbox (process runtime: the shell outlives the agent's process until closed).
+   * The shell gets the agent's env (what a `docker exec` inherits from the container) and TERM.
+   */
+  async openTerminal(agentId: string, size: { cols: number; rows: number }): Promise<TerminalOutcome> {
+    const record = this.deps.records.get(agentId);
+    if (!record) return { ok: false, code: 'unknown_agent', message: 'this broker does not hold the agent' };
+    if (record.phase !== 'running') return { ok: false, code: 'invalid', message: `the agent is ${record.phase}, not running` };
+    const runtime = this.deps.runtimes.get(record.spec.runtime);
+    if (!runtime) return { ok: false, code: 'no_runtime', message: `this broker does not offer the ${record.spec.runtime} runtime` };
+    try {
+      const terminal = await runtime.openTerminal(agentId, { ...size, env: { ...record.spec.env, TERM: TERMINAL_TERM } });
+      this.deps.log.info('agent.terminal_opened', { agentId, runtime: runtime.name });
+      return { ok: true, terminal };
+    } catch (err) {
+      this.deps.log.warn('agent.terminal_failed', { agentId, err });
+      return { ok: false, code: 'runtime_failed', message: err instanceof Error ? err.message : String(err) };
+    }
   }
 
   /**

@@ -5,6 +5,7 @@ import {
   type BrokerMessage,
   type BrokerRuntime,
   type CommandMessage,
+  decodeTerminalFrame,
   HubMessage,
   MISSED_HEARTBEATS_LIMIT,
   parseTunnelFrame,
@@ -15,6 +16,7 @@ import {
 } from '@graft/protocol';
 import { WebSocket } from 'ws';
 import type { AgentSupervisor } from './agent-supervisor.js';
+import { type AttachLink, AttachStreams } from './attach-streams.js';
 import type { BrokerMetrics } from './broker-metrics.js';
 import type { LogShipper } from './logs/log-shipper.js';
 
@@ -57,8 +59,11 @@ export class TunnelClient {
   private connectedAt = 0;
   /** Reports made before the welcome: sent right after it, so the hub sees every change since the hello. */
   private readonly backlog: BrokerMessage[] = [];
+  /** Interactive terminals opened over this tunnel (attach). */
+  private readonly attach: AttachStreams;
 
   constructor(private readonly deps: TunnelClientDeps) {
+    this.attach = new AttachStreams({ supervisor: deps.supervisor, log: deps.log });
     deps.supervisor.onStatus((agent) => this.report({ v: TUNNEL_PROTOCOL_VERSION, type: 'status', agent }));
     deps.supervisor.onRemoved((agentId, generation) => this.report({ v: TUNNEL_PROTOCOL_VERSION, type: 'removed', agentId, generation }));
   }
@@ -78,6 +83,7 @@ export class TunnelClient {
     this.stopped = true;
     clearTimeout(this.retryTimer);
     clearInterval(this.heartbeatTimer);
+    this.attach.closeAll();
     const ws = this.ws;
     if (!ws || ws.readyState === WebSocket.CLOSED) return;
     await new Promise<void>((resolve) => {
@@ -116,7 +122,10 @@ export class TunnelClient {
     });
     ws.on('message', (data, isBinary) => {
       this.lastHeard = Date.now();
-      if (isBinary) return;
+      if (isBinary) {
+        this.onBinary(ws, Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data));
+        return;
+      }
       const parsed = parseTunnelFrame(HubMessage, data.toString('utf8'));
       if (!parsed.ok) {
         this.deps.log.warn('tunnel.bad_message', { reason: parsed.reason });
@@ -157,11 +166,44 @@ export class TunnelClient {
       case 'command':
         void this.onCommand(ws, msg);
         return;
+      case 'attach_open':
+        void this.attach.open(this.link(ws), msg).catch((err: unknown) => this.deps.log.error('tunnel.attach_failed', { agentId: msg.agentId, streamId: msg.streamId, err }));
+        return;
+      case 'attach_resize':
+        this.attach.resize(msg.streamId, msg.cols, msg.rows);
+        return;
+      case 'attach_close':
+        this.attach.close(this.link(ws), msg.streamId);
+        return;
       default: {
         const unreachable: never = msg;
         throw new Error(`unhandled hub message ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /** A binary frame from the hub: terminal input of an attach stream (the only kind the hub sends). */
+  private onBinary(ws: WebSocket, frame: Buffer): void {
+    const decoded = decodeTerminalFrame(frame);
+    if (!decoded.ok) {
+      this.deps.log.warn('tunnel.bad_frame', { reason: decoded.reason });
+      ws.close(TunnelCloseCode.protocolError, decoded.reason.slice(0, 120));
+      return;
+    }
+    this.attach.input(decoded.streamId, decoded.data);
+  }
+
+  /** Attach streams answer on the connection their `attach_open` came on. */
+  private link(ws: WebSocket): AttachLink {
+    return {
+      send: (msg) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+      },
+      sendBinary: (frame) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(frame, { binary: true });
+      },
+      buffered: () => ws.bufferedAmount,
+    };
   }
 
   private async onCommand(ws: WebSocket, msg: CommandMessage): Promise<void> {
@@ -222,6 +264,7 @@ export class TunnelClient {
     if (ws !== this.ws) return;
     const wasUp = this.welcomed;
     this.welcomed = false;
+    this.attach.closeAll();
     this.deps.logs?.disconnected();
     this.deps.metrics.tunnelUp.set(0);
     clearInterval(this.heartbeatTimer);

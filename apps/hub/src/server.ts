@@ -39,6 +39,8 @@ import { metaRoutes } from './routes/meta-routes.js';
 import { projectRoutes } from './routes/project-routes.js';
 import { templateRoutes } from './routes/template-routes.js';
 import { BrokerPresence } from './tunnel/broker-presence.js';
+import { attachRoute } from './tunnel/attach-route.js';
+import { logSocketRoute } from './tunnel/log-socket-route.js';
 import { TunnelServer } from './tunnel/tunnel-server.js';
 import { HUB_VERSION } from './version.js';
 
@@ -170,7 +172,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...brokerRoutes(ctx));
     const inFlight = new InFlight();
     const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
-    const app = createApp({ routes, inFlight, authenticator: new Authenticator(db, jwt), brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
+    const authenticator = new Authenticator(db, jwt);
+    const app = createApp({ routes, inFlight, authenticator, brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
     const presence = new BrokerPresence(db, handle.pool, (err) => log.error('presence.write_failed', { err }), heartbeatIntervalMs);
     const tunnels = new TunnelServer({
       authenticator: brokerAuthenticator,
@@ -182,6 +185,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       requestTimeoutMs: config.brokers.requestTimeoutMs,
       log: log.child({ component: 'tunnel' }),
     });
+    tunnels.route(attachRoute({ ctx, authenticator, session: (brokerId) => tunnels.session(brokerId), openTimeoutMs: config.brokers.requestTimeoutMs }));
+    tunnels.route(logSocketRoute({ ctx, authenticator }));
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
       s.once('error', (err: NodeJS.ErrnoException) => {

@@ -161,8 +161,33 @@ export const LogClosedMessage = z.strictObject({ ...envelope, type: z.literal('l
 /** The agent's log is complete up to `lastSeq`. */
 export type LogClosedMessage = z.infer<typeof LogClosedMessage>;
 
-/** Every message a broker may send (log chunks travel in binary frames: log-frames.ts). */
-export const BrokerMessage = z.discriminatedUnion('type', [HelloMessage, HeartbeatMessage, StatusMessage, RemovedMessage, ResultMessage, LogClosedMessage]);
+/** Id of one attach stream (a viewer's terminal session) on a tunnel: a UUID the hub picks. */
+const StreamId = Uuid;
+/** Terminal size in character cells. */
+const TerminalCols = z.number().int().min(1).max(1000);
+const TerminalRows = z.number().int().min(1).max(1000);
+
+/** The terminal of an `attach_open` runs: its output follows in terminal frames of the same stream. */
+export const AttachOpenedMessage = z.strictObject({ ...envelope, type: z.literal('attach_opened'), streamId: StreamId });
+/** The terminal of an `attach_open` runs. */
+export type AttachOpenedMessage = z.infer<typeof AttachOpenedMessage>;
+
+/** An attach stream ended (the shell exited, the broker could not open it, or it was closed): no more frames of it follow. */
+export const AttachClosedMessage = z.strictObject({ ...envelope, type: z.literal('attach_closed'), streamId: StreamId, reason: z.string().max(4096).optional() });
+/** An attach stream ended. */
+export type AttachClosedMessage = z.infer<typeof AttachClosedMessage>;
+
+/** Every message a broker may send (log chunks and terminal bytes travel in binary frames: log-frames.ts, encodeTerminalFrame). */
+export const BrokerMessage = z.discriminatedUnion('type', [
+  HelloMessage,
+  HeartbeatMessage,
+  StatusMessage,
+  RemovedMessage,
+  ResultMessage,
+  LogClosedMessage,
+  AttachOpenedMessage,
+  AttachClosedMessage,
+]);
 /** Every message a broker may send. */
 export type BrokerMessage = z.infer<typeof BrokerMessage>;
 
@@ -209,8 +234,23 @@ export const LogAckMessage = z.strictObject({ ...envelope, type: z.literal('log_
 /** Cumulative acknowledgement of an agent's log chunks. */
 export type LogAckMessage = z.infer<typeof LogAckMessage>;
 
+/** Opens an interactive terminal (a shell in the agent's environment) as stream `streamId`; answered by `attach_opened` or `attach_closed`. */
+export const AttachOpenMessage = z.strictObject({ ...envelope, type: z.literal('attach_open'), streamId: StreamId, agentId: Uuid, cols: TerminalCols, rows: TerminalRows });
+/** Opens an interactive terminal. */
+export type AttachOpenMessage = z.infer<typeof AttachOpenMessage>;
+
+/** The viewer's window changed size. */
+export const AttachResizeMessage = z.strictObject({ ...envelope, type: z.literal('attach_resize'), streamId: StreamId, cols: TerminalCols, rows: TerminalRows });
+/** The viewer's window changed size. */
+export type AttachResizeMessage = z.infer<typeof AttachResizeMessage>;
+
+/** The viewer went: the broker ends the stream's shell (never the agent) and answers `attach_closed`. */
+export const AttachCloseMessage = z.strictObject({ ...envelope, type: z.literal('attach_close'), streamId: StreamId });
+/** The viewer went. */
+export type AttachCloseMessage = z.infer<typeof AttachCloseMessage>;
+
 /** Every message the hub may send. */
-export const HubMessage = z.discriminatedUnion('type', [WelcomeMessage, HeartbeatAckMessage, CommandMessage, LogAckMessage]);
+export const HubMessage = z.discriminatedUnion('type', [WelcomeMessage, HeartbeatAckMessage, CommandMessage, LogAckMessage, AttachOpenMessage, AttachResizeMessage, AttachCloseMessage]);
 /** Every message the hub may send. */
 export type HubMessage = z.infer<typeof HubMessage>;
 
@@ -238,3 +278,71 @@ export function backoffDelayMs(attempt: number, baseMs = 1_000, maxMs = 60_000, 
   const ceiling = Math.min(maxMs, baseMs * 2 ** Math.min(attempt, 30));
   return Math.floor(random() * ceiling);
 }
+
+/** First byte of a binary tunnel frame holding terminal bytes (kind 1 is a log chunk: log-frames.ts). */
+export const TERMINAL_FRAME_KIND = 2;
+/** kind u8 | stream id 16 bytes | data */
+const TERMINAL_HEADER_BYTES = 1 + 16;
+/** Largest data one terminal frame carries; senders split bigger reads. */
+export const MAX_TERMINAL_FRAME_BYTES = 64 * 1024;
+
+/** The binary tunnel frame of terminal bytes of one attach stream, in either direction (never base64 in JSON). */
+export function encodeTerminalFrame(streamId: string, data: Buffer): Buffer {
+  const hex = streamId.replaceAll('-', '');
+  if (!/^[0-9a-fA-F]{32}$/.test(hex)) throw new TypeError(`not a UUID: ${streamId}`);
+  if (data.length > MAX_TERMINAL_FRAME_BYTES) throw new RangeError(`terminal frame of ${data.length} bytes exceeds ${MAX_TERMINAL_FRAME_BYTES}`);
+  const header = Buffer.allocUnsafe(TERMINAL_HEADER_BYTES);
+  header.writeUInt8(TERMINAL_FRAME_KIND, 0);
+  Buffer.from(hex, 'hex').copy(header, 1);
+  return Buffer.concat([header, data]);
+}
+
+/** Decodes a terminal frame; a reason instead of throwing on anything malformed. */
+export function decodeTerminalFrame(frame: Buffer): { ok: true; streamId: string; data: Buffer } | { ok: false; reason: string } {
+  if (frame.length < TERMINAL_HEADER_BYTES) return { ok: false, reason: `terminal frame of ${frame.length} bytes is shorter than its ${TERMINAL_HEADER_BYTES}-byte header` };
+  if (frame.readUInt8(0) !== TERMINAL_FRAME_KIND) return { ok: false, reason: `not a terminal frame (kind ${frame.readUInt8(0)})` };
+  const data = frame.subarray(TERMINAL_HEADER_BYTES);
+  if (data.length > MAX_TERMINAL_FRAME_BYTES) return { ok: false, reason: `terminal frame of ${data.length} bytes exceeds ${MAX_TERMINAL_FRAME_BYTES}` };
+  const h = frame.subarray(1, TERMINAL_HEADER_BYTES).toString('hex');
+  return { ok: true, streamId: `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`, data };
+}
+
+/** Splits terminal bytes into pieces a terminal frame can carry. */
+export function splitTerminalData(data: Buffer): Buffer[] {
+  if (data.length <= MAX_TERMINAL_FRAME_BYTES) return [data];
+  const parts: Buffer[] = [];
+  for (let i = 0; i < data.length; i += MAX_TERMINAL_FRAME_BYTES) parts.push(data.subarray(i, i + MAX_TERMINAL_FRAME_BYTES));
+  return parts;
+}
+
+/** Path of the attach endpoint (hub and broker local API): `:id` is the agent's id. */
+export const ATTACH_PATH_PATTERN = /^\/api\/v1\/agents\/([^/]+)\/attach$/;
+
+/**
+ * `GET /agents/:id/attach` query (a WebSocket upgrade): the terminal's first size, and `token`, a
+ * bearer token for clients that cannot set headers on a WebSocket (browsers).
+ */
+export const AttachQuery = z.object({
+  cols: z.coerce.number().int().min(1).max(1000).default(80),
+  rows: z.coerce.number().int().min(1).max(1000).default(24),
+  token: z.string().min(1).max(4096).optional(),
+});
+/** `GET /agents/:id/attach` query. */
+export type AttachQuery = z.infer<typeof AttachQuery>;
+
+/** A control message a viewer sends on an attach WebSocket as a text frame (terminal input goes in binary frames). */
+export const AttachControl = z.discriminatedUnion('type', [z.strictObject({ type: z.literal('resize'), cols: TerminalCols, rows: TerminalRows })]);
+/** A control message a viewer sends on an attach WebSocket. */
+export type AttachControl = z.infer<typeof AttachControl>;
+
+/** WebSocket close codes of attach and log streams towards viewers. */
+export const ViewerCloseCode = {
+  /** The shell ended or the log is complete. */
+  normal: 1000,
+  /** The hub or broker is going away. */
+  goingAway: 1001,
+  /** The stream failed on the hub or broker. */
+  internalError: 1011,
+  /** The viewer could not keep up with the output: dropped rather than buffered without bound. */
+  tryAgainLater: 1013,
+} as const;

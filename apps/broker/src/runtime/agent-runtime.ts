@@ -39,6 +39,33 @@ export interface RuntimeExit {
   signal: string | null;
 }
 
+/** What `openTerminal` is given: the terminal's size in cells and variables added to the agent's environment (TERM, the agent's env for runtimes whose exec does not inherit it). */
+export interface TerminalOptions {
+  cols: number;
+  rows: number;
+  env?: Record<string, string>;
+}
+
+/**
+ * An interactive shell in a running agent's environment on a pseudo-terminal. Independent of the
+ * agent's own process: ending it (or its shell exiting) never touches the agent.
+ */
+export interface Terminal {
+  /** Input, as typed (raw bytes: `\r` is Enter, `\x03` is Ctrl-C). */
+  write(data: Buffer): void;
+  /** Changes the terminal's size; the shell's foreground job gets SIGWINCH. */
+  resize(cols: number, rows: number): void;
+  /** Output, in the order the terminal produced it (stdout and stderr are one stream on a terminal). */
+  onData(listener: (data: Buffer) => void): void;
+  /** Called once when the shell is gone (it exited, or `close` ended it). */
+  onExit(listener: (reason: string) => void): void;
+  /** Back-pressure: stops reading output until `resume` (the shell then blocks on a full terminal). */
+  pause(): void;
+  resume(): void;
+  /** Ends the shell and everything on its terminal's session; idempotent. */
+  close(): void;
+}
+
 /**
  * Port: how a broker runs agents on its node (DESIGN §5). Owned by the broker's supervisor; every
  * adapter passes `runtimeContract` (runtime-contract.ts). Agents are keyed by agent id; each
@@ -74,6 +101,12 @@ export interface AgentRuntime {
    * workspace, with `env` added); throws when the agent does not run. Killed after `timeoutMs`.
    */
   exec(agentId: string, command: string[], options?: { env?: Record<string, string>; timeoutMs?: number }): Promise<ExecResult>;
+  /**
+   * Opens an interactive shell on a pseudo-terminal in the running agent's environment (its container
+   * or sandbox, in its workspace); throws when the agent does not run or the node cannot give it a
+   * terminal. Any number may be open at once, concurrently with the agent's other operations.
+   */
+  openTerminal(agentId: string, options: TerminalOptions): Promise<Terminal>;
   /** Host paths of the files the agent's stdout and stderr are appended to (by the agent itself, so they outlive the broker); the log shipper tails them. */
   outputFiles(agentId: string): { stdout: string; stderr: string };
   /** The last `lines` lines of the agent's output, for error details: stdout's last lines, then stderr's. */

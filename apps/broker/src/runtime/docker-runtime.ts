@@ -6,7 +6,16 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger, type Logger } from '@graft/log';
 import type { AgentSpec } from '@graft/protocol';
 import Docker from 'dockerode';
-import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
+import {
+  AGENT_LIB_FILE,
+  type AgentRuntime,
+  type AgentTools,
+  type ExecResult,
+  type RuntimeExit,
+  type RuntimeState,
+  type Terminal,
+  type TerminalOptions,
+} from './agent-runtime.js';
 import { DockerFrameDecoder } from './docker-frames.js';
 import { OUTPUT_FILES, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
@@ -71,6 +80,14 @@ const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
  */
 const EXEC_WRAPPER = 'echo "$$" >&2; exec "$@"';
 const EXEC_KILL = 'kill -9 -"$1" 2>/dev/null || kill -9 "$1"';
+/**
+ * The shell of a terminal: prints its pid as the first line (stripped from the output, so close() can
+ * hang it up: closing the API connection alone may leave an engine's exec running), then becomes an
+ * interactive bash where the image has one, else sh.
+ */
+const TERMINAL_WRAPPER = 'echo "$$"; if command -v bash >/dev/null 2>&1; then exec bash -i; else exec sh -i; fi';
+/** Hangs up a terminal's shell and its session (HUP, as a closed terminal would). */
+const TERMINAL_HANGUP = 'kill -HUP -"$1" 2>/dev/null || kill -HUP "$1"';
 /**
  * The entrypoint of every agent container: runs the agent with stdout and stderr appended to a file
  * each that the broker tails, rather than the engine's log: Podman's `tail` mangles lines written in
@@ -291,6 +308,124 @@ export class DockerRuntime implements AgentRuntime {
       return { exitCode: null, output: Buffer.concat(chunks).toString('utf8') };
     }
     return { exitCode: await this.execExitCode(exec), output: Buffer.concat(chunks).toString('utf8') };
+  }
+
+  /**
+   * An exec with a TTY (stdin, stdout and stderr attached over one hijacked connection, the output raw
+   * as the terminal wrote it), in the workspace, resized through the exec resize API. Its env is the
+   * container's plus `options.env`. The exec is its own session in the container: the agent never
+   * notices it, and it ends with the container.
+   */
+  async openTerminal(agentId: string, options: TerminalOptions): Promise<Terminal> {
+    const info = await this.containerOf(agentId);
+    if (info === null || !isRunning(info.State)) throw new Error(`agent ${agentId} is not running on this node`);
+    const container = this.docker.getContainer(info.Id);
+    const exec = await container.exec({
+      Cmd: ['sh', '-c', TERMINAL_WRAPPER],
+      AttachStdin: true,
+      AttachStdout: true,
+      AttachStderr: true,
+      Tty: true,
+      WorkingDir: CONTAINER_PATHS.workspace,
+      Env: Object.entries(options.env ?? {}).map(([k, v]) => `${k}=${v}`),
+    });
+    const stream = await exec.start({ hijack: true, stdin: true, Tty: true });
+    const dataListeners: Array<(data: Buffer) => void> = [];
+    const exitListeners: Array<(reason: string) => void> = [];
+    let exitReason: string | null = null;
+    let pidText = '';
+    let pid: number | null = null;
+    let closed = false;
+    stream.on('data', (chunk: Buffer) => {
+      let data = chunk;
+      if (pid === null) {
+        const newline = chunk.indexOf(10);
+        pidText += chunk.subarray(0, newline < 0 ? chunk.length : newline).toString('latin1');
+        if (newline < 0) return;
+        pid = Number.parseInt(pidText.trim(), 10) || -1;
+        data = chunk.subarray(newline + 1);
+        if (data.length === 0) return;
+      }
+      for (const l of dataListeners) l(data);
+    });
+    const ended = (reason: string) => {
+      if (exitReason !== null) return;
+      exitReason = reason;
+      for (const l of exitListeners) l(reason);
+    };
+    stream.once('end', () => ended('shell exited'));
+    stream.once('close', () => ended('shell exited'));
+    stream.once('error', (err: Error) => ended(`terminal connection failed: ${err.message}`));
+    // Podman answers a resize with 201 where Docker answers 200, which dockerode's exec.resize rejects.
+    const resize = (cols: number, rows: number) =>
+      new Promise<void>((resolve, reject) => {
+        exec.modem.dial(
+          { path: `/exec/${exec.id}/resize?`, method: 'POST', statusCodes: { 200: true, 201: true, 404: 'no such exec', 500: 'container not running' }, options: { h: rows, w: cols } },
+          (err: unknown) => (err ? reject(err) : resolve()),
+        );
+      });
+    // An engine may take a moment to see the exec running; the first size must be in place before the caller types.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await resize(options.cols, options.rows);
+        break;
+      } catch (err) {
+        if (attempt >= 20 || exitReason !== null) {
+          stream.destroy();
+          throw new Error(`agent ${agentId}: could not size the terminal: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        }
+        await delay(25);
+      }
+    }
+    let resizing: Promise<unknown> = Promise.resolve();
+    // Input typed after a resize waits for it, so what it runs sees the new size.
+    let pendingResizes = 0;
+    const send = (data: Buffer) => {
+      if (!closed && stream.writable) stream.write(data);
+    };
+    return {
+      write: (data) => {
+        if (pendingResizes === 0) send(data);
+        else resizing = resizing.then(() => send(data));
+      },
+      resize: (cols, rows) => {
+        pendingResizes++;
+        resizing = resizing
+          .then(() => resize(cols, rows))
+          .catch((err: unknown) => this.log.debug('agent.terminal_resize_failed', { agentId, err }))
+          .finally(() => {
+            pendingResizes--;
+          });
+      },
+      onData: (listener) => {
+        dataListeners.push(listener);
+      },
+      onExit: (listener) => {
+        if (exitReason !== null) listener(exitReason);
+        else exitListeners.push(listener);
+      },
+      pause: () => stream.pause(),
+      resume: () => stream.resume(),
+      close: () => {
+        if (closed) return;
+        closed = true;
+        const target = pid;
+        void (async () => {
+          if (target !== null && target > 0 && exitReason === null) {
+            const killer = await container.exec({ Cmd: ['sh', '-c', TERMINAL_HANGUP, 'graft-terminal-hangup', String(target)], AttachStdout: true, AttachStderr: true });
+            const out = await killer.start({ hijack: true, stdin: false });
+            out.resume();
+            await new Promise<void>((resolve) => {
+              out.once('end', resolve);
+              out.once('close', resolve);
+              out.once('error', resolve);
+            });
+          }
+        })()
+          .catch((err: unknown) => this.log.warn('agent.terminal_hangup_failed', { agentId, err }))
+          .finally(() => stream.destroy());
+      },
+    };
   }
 
   async stop(agentId: string, options: { graceMs: number }): Promise<void> {

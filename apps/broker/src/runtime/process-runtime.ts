@@ -7,8 +7,18 @@ import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger, type Logger } from '@graft/log';
 import type { AgentSpec, BrokerRuntime } from '@graft/protocol';
-import { AGENT_LIB_FILE, type AgentRuntime, type AgentTools, type ExecResult, type RuntimeExit, type RuntimeState } from './agent-runtime.js';
+import {
+  AGENT_LIB_FILE,
+  type AgentRuntime,
+  type AgentTools,
+  type ExecResult,
+  type RuntimeExit,
+  type RuntimeState,
+  type Terminal,
+  type TerminalOptions,
+} from './agent-runtime.js';
 import { runCaptured } from './run-captured.js';
+import { openScriptTerminal, type ScriptTerminalTools, TERMINAL_SHELL } from './script-terminal.js';
 import { OUTPUT_FILES, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
@@ -27,6 +37,8 @@ export interface ProcessRuntimeOptions {
   tools?: AgentTools;
   /** Confines every agent (and exec) in a sandbox; without one agents run as plain process groups on the host. */
   sandbox?: ProcessSandbox;
+  /** util-linux `script` and `stty`, which give openTerminal() its pseudo-terminal. */
+  terminalTools?: ScriptTerminalTools;
 }
 
 /** A command and the environment it runs with, as ProcessRuntime built it or as a sandbox rewrote it. */
@@ -202,6 +214,7 @@ export class ProcessRuntime implements AgentRuntime {
   private readonly removeGraceMs: number;
   private readonly tools: AgentTools | undefined;
   private readonly sandbox: ProcessSandbox | undefined;
+  private readonly terminalTools: ScriptTerminalTools | undefined;
   private readonly procfs: boolean;
   private readonly bootId: string;
   private readonly tracked = new Map<string, TrackedRun>();
@@ -221,6 +234,7 @@ export class ProcessRuntime implements AgentRuntime {
     this.removeGraceMs = options.removeGraceMs ?? 2_000;
     this.tools = options.tools;
     this.sandbox = options.sandbox;
+    this.terminalTools = options.terminalTools;
     this.procfs = existsSync('/proc/self/stat');
     this.bootId = this.procfs && existsSync('/proc/sys/kernel/random/boot_id') ? readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim() : '';
   }
@@ -333,6 +347,27 @@ export class ProcessRuntime implements AgentRuntime {
       run = await this.sandbox.enter({ agentId, command, env, ownEnv, agentDir: this.agentDir(agentId), workspace, inbox, wrapperPid: state.pid });
     }
     return runCaptured(run.command, { cwd: workspace, env: run.env, timeoutMs: options.timeoutMs ?? DEFAULT_EXEC_TIMEOUT_MS });
+  }
+
+  /**
+   * A shell on a pty (util-linux `script`) in the agent's workspace with the agent's env (plus
+   * `options.env`); in a sandbox, entered like exec(). Its own session, outside the agent's process
+   * group: stop() does not end it and closing it does not touch the agent (in a sandbox the shell
+   * dies with the sandbox).
+   */
+  async openTerminal(agentId: string, options: TerminalOptions): Promise<Terminal> {
+    const state = await this.inspect(agentId);
+    if (state.state !== 'running') throw new Error(`agent ${agentId} is not running on this node`);
+    const workspace = this.workspace(agentId);
+    const inbox = join(this.agentDir(agentId), 'inbox.jsonl');
+    const ownEnv = options.env ?? {};
+    const env = { ...this.agentEnv(ownEnv), GRAFT_AGENT_WORKSPACE: workspace, GRAFT_INBOX: inbox };
+    let run: SandboxCommand = { command: TERMINAL_SHELL, env };
+    if (this.sandbox) {
+      if (state.pid === null) throw new Error(`agent ${agentId} runs without a known pid; cannot enter its sandbox`);
+      run = await this.sandbox.enter({ agentId, command: TERMINAL_SHELL, env, ownEnv, agentDir: this.agentDir(agentId), workspace, inbox, wrapperPid: state.pid });
+    }
+    return openScriptTerminal(run.command, { cwd: workspace, env: run.env, cols: options.cols, rows: options.rows, ...(this.terminalTools ? { tools: this.terminalTools } : {}) });
   }
 
   async stop(agentId: string, options: { graceMs: number }): Promise<void> {

@@ -12,7 +12,12 @@ import {
   type ResultMessage,
   TUNNEL_PROTOCOL_VERSION,
   TunnelCloseCode,
+  BinaryFrameKind,
   decodeLogChunk,
+  decodeTerminalFrame,
+  encodeTerminalFrame,
+  splitTerminalData,
+  TERMINAL_FRAME_KIND,
 } from '@graft/protocol';
 import type { RawData, WebSocket } from 'ws';
 import type { LogIngest } from '../logs/log-ingest.js';
@@ -37,6 +42,16 @@ export interface SessionDeps {
   onClosed(session: BrokerSession): void;
 }
 
+/** The hub's end of one attach stream: what the broker says about it. */
+export interface AttachSink {
+  /** The broker opened the terminal (`attach_opened`). */
+  opened(): void;
+  /** Terminal output. */
+  data(data: Buffer): void;
+  /** The stream ended (`attach_closed`, or the tunnel closed); called once, nothing follows. */
+  closed(reason: string): void;
+}
+
 interface PendingRequest {
   resolve: (r: ResultMessage | null) => void;
   timer: NodeJS.Timeout;
@@ -57,6 +72,8 @@ export class BrokerSession {
   private lastHeard = Date.now();
   private nextRequest = 0;
   private readonly pending = new Map<string, PendingRequest>();
+  /** Attach streams relayed through this tunnel, by stream id. */
+  private readonly attachStreams = new Map<string, AttachSink>();
   private readonly helloTimer: NodeJS.Timeout;
   private heartbeatWatch: NodeJS.Timeout | undefined;
   private readonly log: Logger;
@@ -96,6 +113,37 @@ export class BrokerSession {
     });
   }
 
+  /** Opens an attach stream (`attach_open`); the sink hears `opened`, output and the end. Closed at once if the tunnel is not ready. */
+  openAttach(streamId: string, agentId: string, size: { cols: number; rows: number }, sink: AttachSink): void {
+    if (!this.isReady) {
+      sink.closed('the broker is not connected');
+      return;
+    }
+    this.attachStreams.set(streamId, sink);
+    this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'attach_open', streamId, agentId, cols: size.cols, rows: size.rows });
+  }
+
+  /** Viewer input for an attach stream, as terminal frames. */
+  attachInput(streamId: string, data: Buffer): void {
+    if (!this.attachStreams.has(streamId) || this.ws.readyState !== this.ws.OPEN) return;
+    for (const part of splitTerminalData(data)) this.ws.send(encodeTerminalFrame(streamId, part), { binary: true });
+  }
+
+  attachResize(streamId: string, cols: number, rows: number): void {
+    if (this.attachStreams.has(streamId)) this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'attach_resize', streamId, cols, rows });
+  }
+
+  /** The viewer went: the broker ends the terminal. The sink hears nothing more. */
+  closeAttach(streamId: string): void {
+    if (!this.attachStreams.delete(streamId)) return;
+    this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'attach_close', streamId });
+  }
+
+  /** Bytes queued on the tunnel and not yet sent (attach input is bounded by it). */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount;
+  }
+
   /** Closes the tunnel with one of the protocol's close codes. */
   close(code: number, reason: string): void {
     if (this.ws.readyState === this.ws.CLOSED || this.ws.readyState === this.ws.CLOSING) return;
@@ -109,13 +157,32 @@ export class BrokerSession {
     if (this.ws.readyState === this.ws.OPEN) this.ws.send(JSON.stringify(msg));
   }
 
-  /** A log chunk (PROTOCOL.md, binary frames): stored, published, acknowledged; reading pauses while the hub's backlog is high. */
+  /**
+   * A binary frame (PROTOCOL.md), by its first byte: a log chunk is stored, published, acknowledged
+   * (reading pauses while the hub's backlog is high); terminal output goes to its attach stream.
+   */
   private onBinary(data: RawData): void {
     if (!this.ready) {
       this.close(TunnelCloseCode.protocolError, 'binary frame before the handshake');
       return;
     }
     const frame = Array.isArray(data) ? Buffer.concat(data) : Buffer.isBuffer(data) ? data : Buffer.from(data);
+    if (frame.length > 0 && frame.readUInt8(0) === TERMINAL_FRAME_KIND) {
+      const terminal = decodeTerminalFrame(frame);
+      if (!terminal.ok) {
+        this.log.warn('tunnel.bad_frame', { reason: terminal.reason });
+        this.close(TunnelCloseCode.protocolError, terminal.reason.slice(0, 120));
+        return;
+      }
+      // Output of a stream the viewer already left is dropped.
+      this.attachStreams.get(terminal.streamId)?.data(terminal.data);
+      return;
+    }
+    if (frame.length > 0 && frame.readUInt8(0) !== BinaryFrameKind.logChunk) {
+      this.log.warn('tunnel.bad_frame', { reason: `unknown binary frame kind ${frame.readUInt8(0)}` });
+      this.close(TunnelCloseCode.protocolError, `unknown binary frame kind ${frame.readUInt8(0)}`);
+      return;
+    }
     const decoded = decodeLogChunk(frame);
     if (!decoded.ok) {
       this.log.warn('tunnel.bad_frame', { reason: decoded.reason });
@@ -168,6 +235,15 @@ export class BrokerSession {
       case 'log_closed':
         void this.deps.logs.closed(this.brokerId, msg.agentId, msg.lastSeq).catch((err: unknown) => this.log.error('logs.close_failed', { agentId: msg.agentId, err }));
         return;
+      case 'attach_opened':
+        this.attachStreams.get(msg.streamId)?.opened();
+        return;
+      case 'attach_closed': {
+        const sink = this.attachStreams.get(msg.streamId);
+        this.attachStreams.delete(msg.streamId);
+        sink?.closed(msg.reason ?? 'the terminal ended');
+        return;
+      }
       case 'result': {
         const p = this.pending.get(msg.id);
         if (!p) return; // Timed out already: reconciliation covers whatever it was about.
@@ -228,6 +304,10 @@ export class BrokerSession {
       clearTimeout(p.timer);
       p.resolve(null);
       this.pending.delete(id);
+    }
+    for (const [id, sink] of this.attachStreams) {
+      this.attachStreams.delete(id);
+      sink.closed('the broker tunnel closed');
     }
     this.log.info('tunnel.closed', { code, reason });
     this.deps.onClosed(this);
