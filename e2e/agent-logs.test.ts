@@ -85,6 +85,7 @@ describe('agent logs', () => {
     expect(all.text).not.toContain(SECRET);
     expect(all.text.length).toBe(expectedOut.length + 'err 1\nerr 2 [REDACTED:API_TOKEN]\n'.length);
     expect((await logs(a.id, '?stream=stdout&tail=2')).text).toBe('token is [REDACTED:API_TOKEN]\n[REDACTED:API_TOKEN]\n');
+    expect((await logs(a.id, '?tail=0')).text).toBe('');
     // A follower of a finished agent gets everything and the response ends.
     expect((await logs(a.id, '?stream=stdout&follow=1')).text).toBe(expectedOut);
   });

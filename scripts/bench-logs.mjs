@@ -183,7 +183,7 @@ async function main() {
     hash.update(piece);
   }
   const lastAt = performance.now();
-  const expectedHash = createHash('sha256').update(('x'.repeat(1023) + '\n').repeat(256).repeat(Math.ceil(singleBytes / (1024 * 256)))).digest('hex');
+  const expectedHash = createHash('sha256').update(`${'x'.repeat(1023)}\n`.repeat(256).repeat(Math.ceil(singleBytes / (1024 * 256)))).digest('hex');
   const single = {
     bytes: got,
     lossless: got === singleBytes && hash.digest('hex') === expectedHash,

@@ -17,7 +17,7 @@ export interface LogChunk {
 }
 
 /** First byte of a binary tunnel frame: what follows. */
-export const BinaryFrameKind = { logChunk: 1 } as const;
+export const BinaryFrameKind = { logChunk: 1, terminal: 2 } as const;
 
 /** kind u8 | stream u8 | agent id 16 bytes | seq u64 BE | at u64 BE (ms) | data */
 const HEADER_BYTES = 1 + 1 + 16 + 8 + 8;

@@ -3,6 +3,7 @@ import { DesiredState, Phase } from './agent-state.js';
 import { BrokerRuntime } from './brokers.js';
 import { EnvVars, Labels, Uuid } from './ids.js';
 import { Harness, Resources } from './templates.js';
+import { BinaryFrameKind } from './log-frames.js';
 
 /** The tunnel protocol version this code speaks; see PROTOCOL.md "Version negotiation". */
 export const TUNNEL_PROTOCOL_VERSION = 1;
@@ -280,7 +281,7 @@ export function backoffDelayMs(attempt: number, baseMs = 1_000, maxMs = 60_000, 
 }
 
 /** First byte of a binary tunnel frame holding terminal bytes (kind 1 is a log chunk: log-frames.ts). */
-export const TERMINAL_FRAME_KIND = 2;
+export const TERMINAL_FRAME_KIND = BinaryFrameKind.terminal;
 /** kind u8 | stream id 16 bytes | data */
 const TERMINAL_HEADER_BYTES = 1 + 16;
 /** Largest data one terminal frame carries; senders split bigger reads. */

@@ -1,12 +1,12 @@
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { type AgentSpec, RUNTIME_CAPABILITIES, type Resources } from '@graft/protocol';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import type { AgentRuntime, AgentTools, RuntimeExit, RuntimeState } from './agent-runtime.js';
+import type { AgentRuntime, AgentTools, RuntimeExit, RuntimeState, Terminal } from './agent-runtime.js';
 
 /**
  * What a contract factory hands the suite: a runtime on empty node state, a way to open a second
@@ -417,5 +417,69 @@ export function runtimeContract(name: string, makeRuntime: (tools: AgentTools) =
         });
       }
     }
+
+    /** Collects a terminal's output as text, and resolves once it contains `marker`. */
+    const terminalReader = (term: Terminal) => {
+      let text = '';
+      const waiters: Array<() => void> = [];
+      term.onData((d) => {
+        text += d.toString('utf8');
+        for (const w of waiters.splice(0)) w();
+      });
+      return {
+        get text() {
+          return text;
+        },
+        until: (re: RegExp) => waitFor(`terminal output matching ${re}`, () => text, (t) => re.test(t), 10_000),
+      };
+    };
+
+    it('openTerminal() gives an interactive shell on a tty in the running agent: workspace, env, size, resize', async () => {
+      const id = await launch(rt, 'echo ready; sleep 30');
+      await waitFor('the agent to run', () => rt.inspect(id), (st) => st.state === 'running');
+      const term = await rt.openTerminal(id, { cols: 91, rows: 17, env: { TERM: 'xterm-256color', GREETING: 'from-terminal' } });
+      const out = terminalReader(term);
+      try {
+        term.write(Buffer.from('echo "where=$(pwd) greet=$GREETING tty=$([ -t 0 ] && echo yes) size=$(stty size)"\r'));
+        await out.until(/where=\S+ greet=from-terminal tty=yes size=17 91/);
+        expect(out.text).toContain(`where=${rt.name === 'docker' ? '/workspace' : await realpath(rt.workspace(id))}`);
+        term.resize(120, 40);
+        term.write(Buffer.from('echo "now=$(stty size)"\r'));
+        await out.until(/now=40 120/);
+      } finally {
+        term.close();
+      }
+      expect((await rt.inspect(id)).state).toBe('running');
+    });
+
+    it('openTerminal(): two terminals at once are independent; exit fires onExit once; close() leaves the agent running', async () => {
+      const id = await launch(rt, 'sleep 30');
+      await waitFor('the agent to run', () => rt.inspect(id), (st) => st.state === 'running');
+      const a = await rt.openTerminal(id, { cols: 80, rows: 24, env: {} });
+      const b = await rt.openTerminal(id, { cols: 80, rows: 24, env: {} });
+      const outA = terminalReader(a);
+      const outB = terminalReader(b);
+      const exits: string[] = [];
+      a.onExit((reason) => exits.push(reason));
+      a.write(Buffer.from('echo "only-$((40+2))-in-a"\r'));
+      await outA.until(/only-42-in-a/);
+      expect(outB.text).not.toContain('only-42-in-a');
+      a.write(Buffer.from('exit\r'));
+      await waitFor('the first shell to exit', () => exits.length, (n) => n >= 1);
+      b.write(Buffer.from('echo "b-still-$((1+1))"\r'));
+      await outB.until(/b-still-2/);
+      b.close();
+      b.close();
+      await delay(200);
+      expect(exits).toHaveLength(1);
+      expect((await rt.inspect(id)).state).toBe('running');
+    });
+
+    it('openTerminal() refuses an agent that does not run', async () => {
+      const id = await launch(rt, 'exit 0');
+      await exited(rt, id);
+      await expect(rt.openTerminal(id, { cols: 80, rows: 24, env: {} })).rejects.toThrow();
+      await expect(rt.openTerminal(randomUUID(), { cols: 80, rows: 24, env: {} })).rejects.toThrow();
+    });
   });
 }

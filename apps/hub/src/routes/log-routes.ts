@@ -115,6 +115,8 @@ export function logRoutes(ctx: HubContext): RouteSpec[] {
           // Later pages continue after the last chunk shown, not after the first.
           const first = chunks[0];
           if (first) since = first.seq - 1;
+          // tail=0 (or no line to show): nothing of the past, only what comes next.
+          else since = (await ctx.logs.store.state(params.id))?.storedSeq ?? 0;
           sink(chunks);
         }
         if (!follow) {
