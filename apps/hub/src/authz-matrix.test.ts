@@ -75,6 +75,7 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/api/v1/agents/{A}/heartbeat', inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/agents/{A}/messages', body: { body: 'matrix' }, inP: true },
   { method: 'GET', path: '/api/v1/agents/{A}/messages', inP: true },
+  { method: 'GET', path: '/api/v1/agents/{A}/logs', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token', inP: true },
   { method: 'POST', path: '/api/v1/agents/{A}/token/refresh', inP: true, agentOnly: true },
   { method: 'POST', path: '/api/v1/brokers/register', body: { name: 'matrix-broker' } },
@@ -89,7 +90,7 @@ const ROUTES: Route[] = [
 ];
 
 /** What agent A's own token may do; everything else is 403 for it. */
-const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/heartbeat', 'GET /api/v1/agents/{A}/messages', 'POST /api/v1/agents/{A}/token/refresh']);
+const AGENT_SELF = new Set(['GET /api/v1/auth/me', 'GET /api/v1/agents/{A}', 'POST /api/v1/agents/{A}/status', 'POST /api/v1/agents/{A}/heartbeat', 'GET /api/v1/agents/{A}/messages', 'GET /api/v1/agents/{A}/logs', 'POST /api/v1/agents/{A}/token/refresh']);
 
 const denied = (who: Who, r: Route, status: number, code: ErrorCode): Case => ({ who, method: r.method, path: r.path, body: r.body, status, code });
 
@@ -119,6 +120,9 @@ const specific: Case[] = [
   ok('readKey', 'GET', '/api/v1/auth/me', 200),
   ok('agent', 'GET', '/api/v1/auth/me', 200),
   ok('agent', 'GET', '/api/v1/agents/{A}', 200),
+  ok('agent', 'GET', '/api/v1/agents/{A}/logs', 200),
+  ok('viewer', 'GET', '/api/v1/agents/{A}/logs', 200),
+  ok('readKey', 'GET', '/api/v1/agents/{A}/logs', 200),
 
   // API keys: any user manages their own; a stranger's key does not exist for them.
   ok('viewer', 'POST', '/api/v1/api-keys', 201, { name: 'viewer-key' }),
