@@ -127,8 +127,9 @@ describe('agent logs', () => {
   });
 
   it('archives a finished agent\'s log (byte-identical), serves it from the archive, and keeps it readable after the agent is deleted', async () => {
-    const lines = Array.from({ length: 20_000 }, (_, i) => `line ${i + 1} ${'x'.repeat(i % 50)}`);
-    await admin.createTemplate({ name: 'bulk', projectId, harness: 'command', command: ['sh', '-c', `awk 'BEGIN { for (i = 1; i <= 20000; i++) { s = ""; for (j = 0; j < (i - 1) % 50; j++) s = s "x"; print "line " i " " s } }'; : ${brokers.marker}`] });
+    // About 7 MB: more than one archive batch (4 MiB each), so reads must go from batch to batch.
+    const lines = Array.from({ length: 200_000 }, (_, i) => `line ${i + 1} ${'x'.repeat(i % 50)}`);
+    await admin.createTemplate({ name: 'bulk', projectId, harness: 'command', command: ['sh', '-c', `awk 'BEGIN { for (i = 1; i <= 200000; i++) { s = ""; for (j = 0; j < (i - 1) % 50; j++) s = s "x"; print "line " i " " s } }'; : ${brokers.marker}`] });
     const a = await admin.createAgent({ projectId, name: 'bulk', template: 'bulk' });
     await finished(a.id);
     const expected = `${lines.join('\n')}\n`;
@@ -136,6 +137,7 @@ describe('agent logs', () => {
     const archiveDir = join(fixture.hub.dataDir, 'log-archive', projectId, a.id);
     // The archiver moves the closed log out of Postgres within a few sweeps.
     await eventually(() => expect(existsSync(archiveDir) && readdirSync(archiveDir).some((f) => f.endsWith('.log'))).toBe(true), { timeoutMs: 20_000 });
+    await eventually(async () => expect(readdirSync(archiveDir).filter((f) => f.endsWith('.log')).length).toBeGreaterThanOrEqual(2), { timeoutMs: 20_000 });
     const archived = readdirSync(archiveDir)
       .sort()
       .map((f) => decodeArchiveFile(readFileSync(join(archiveDir, f))))

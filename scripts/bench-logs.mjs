@@ -273,7 +273,15 @@ async function main() {
       h.update(piece);
       bytes += piece.length;
     }
-    return { bytes, exact: h.digest('hex') === expectedFanHash };
+    const exact = h.digest('hex') === expectedFanHash;
+    if (!exact) {
+      // Tell a reader problem from a storage one: read the stored log again, whole.
+      const again = await fetch(`${hub.url}/api/v1/agents/${id}/logs`, { headers });
+      const stored = Buffer.from(await again.arrayBuffer());
+      const phase = (await admin.getAgent(id)).phase;
+      progress(`fanout: agent ${id} (${phase}): follower got ${bytes} bytes, stored log has ${stored.length}, expected ${Buffer.byteLength(expectedFan)}; stored ${createHash('sha256').update(stored).digest('hex') === expectedFanHash ? 'matches' : 'differs'}`);
+    }
+    return { bytes, exact };
   };
   const groups = Array.from({ length: S.followers }, (_, f) => fanIds.filter((_, i) => i % S.followers === f));
   const results = (await Promise.all(groups.map((ids) => Promise.all(ids.map(followOne))))).flat();

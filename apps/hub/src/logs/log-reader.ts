@@ -48,7 +48,8 @@ export async function pageThrough(ctx: HubContext, agentId: string, since: numbe
     sink(page);
     const last = page.at(-1);
     if (last) after = last.seq;
-    if (page.length < LOG_PAGE || stop()) return after;
+    // Only an empty page is the end: a page from the archive holds one batch, maybe fewer than LOG_PAGE chunks.
+    if (!last || stop()) return after;
   }
 }
 
