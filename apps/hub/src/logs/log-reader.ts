@@ -83,7 +83,8 @@ export async function followLog(ctx: HubContext, agentId: string, client: LogFol
   });
   try {
     const state = await ctx.logs.store.state(agentId);
-    if (state?.closedSeq != null && (await isFinished(ctx, agentId))) closedAt = state.closedSeq;
+    // The close may already have been announced (before this reader subscribed): take it from storage.
+    if (state?.closedSeq != null) closedAt = state.closedSeq;
     await pageThrough(ctx, agentId, since(), undefined, sink, () => gone);
     while (!gone) {
       if (live.length > 0) {
@@ -100,7 +101,16 @@ export async function followLog(ctx: HubContext, agentId: string, client: LogFol
         if (client.needsDrain()) await client.drained();
         continue;
       }
-      if (closedAt !== null && since() >= closedAt && (await isFinished(ctx, agentId))) break;
+      if (closedAt !== null && since() >= closedAt) {
+        if (await isFinished(ctx, agentId)) break;
+        // Complete so far, but the agent's final phase has not landed yet (the broker's close can
+        // arrive before its status), or it runs again: look again soon, or on new output.
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+          setTimeout(resolve, 250);
+        });
+        continue;
+      }
       if (closedAt !== null && since() < closedAt) {
         await pageThrough(ctx, agentId, since(), undefined, sink, () => gone);
         if (since() < closedAt) await new Promise<void>((r) => setTimeout(r, 100));
