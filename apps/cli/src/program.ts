@@ -4,6 +4,7 @@ import { registerApiKeysCommand } from './commands/api-keys-command.js';
 import { registerAuthCommands } from './commands/auth-command.js';
 import { registerBrokerCommand } from './commands/broker-command.js';
 import { registerHubCommand } from './commands/hub-command.js';
+import { registerAttachCommand } from './commands/attach-command.js';
 import { registerLogsCommand } from './commands/logs-command.js';
 import { registerProjectsCommand } from './commands/projects-command.js';
 import { registerTemplatesCommand } from './commands/templates-command.js';
@@ -53,6 +54,7 @@ Examples:
   registerTemplatesCommand(program, ctx);
   registerAgentsCommand(program, ctx);
   registerLogsCommand(program, ctx);
+  registerAttachCommand(program, ctx);
   registerApiKeysCommand(program, ctx);
   registerBrokerCommand(program, ctx);
   return program;
