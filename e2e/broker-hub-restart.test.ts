@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:net';
 import { GraftClient } from '@graft/client';
 import type { Agent } from '@graft/protocol';
 import { createFreshDatabase, type FreshDatabase, type HubProcess, startHubProcess, eventually, msSince } from '@graft/testkit';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { processCounts } from './support/agent-processes.js';
+import { freePort } from './support/free-port.js';
 import { localAgents, type TestBroker, TestBrokers } from './support/test-brokers.js';
 
 // The hub killed while agent creates are in flight, and a new hub process started on the same
@@ -15,18 +15,6 @@ let brokers: TestBrokers;
 let env: Record<string, string>;
 let hubUrl: string;
 
-/** A port nobody listens on right now (the hub must come back on the same one). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   database = await createFreshDatabase(inject('pgAdminUrl'));

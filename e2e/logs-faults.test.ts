@@ -1,12 +1,12 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GraftClient } from '@graft/client';
 import { decodeLogChunk } from '@graft/protocol';
 import { createFreshDatabase, eventually, type FreshDatabase, type HubProcess, startHubProcess } from '@graft/testkit';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
+import { freePort } from './support/free-port.js';
 import { TestBrokers } from './support/test-brokers.js';
 
 // No log byte lost or repeated while the hub is killed and restarted and the broker is killed and
@@ -21,17 +21,6 @@ let env: Record<string, string>;
 let hubUrl: string;
 let archiveDir: string;
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 beforeAll(async () => {
   database = await createFreshDatabase(inject('pgAdminUrl'));

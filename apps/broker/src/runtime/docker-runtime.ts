@@ -17,7 +17,7 @@ import {
   type TerminalOptions,
 } from './agent-runtime.js';
 import { DockerFrameDecoder } from './docker-frames.js';
-import { OUTPUT_FILES, tailOutput } from './tail-file.js';
+import { appendInboxMessage, OUTPUT_FILES, outputFilesIn, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link DockerRuntime}. */
@@ -507,15 +507,13 @@ export class DockerRuntime implements AgentRuntime {
   }
 
   outputFiles(agentId: string): { stdout: string; stderr: string } {
-    const dir = this.agentDir(agentId);
-    return { stdout: join(dir, OUTPUT_FILES.stdout), stderr: join(dir, OUTPUT_FILES.stderr) };
+    return outputFilesIn(this.agentDir(agentId));
   }
 
   async deliver(agentId: string, message: string): Promise<void> {
     const dir = this.agentDir(agentId);
     if (!(await this.isDir(dir))) throw new Error(`agent ${agentId} is not on this node`);
-    // Appended in place: the running container sees the same file through its bind mount.
-    await appendFile(join(dir, 'inbox.jsonl'), `${JSON.stringify({ at: new Date().toISOString(), text: message })}\n`);
+    await appendInboxMessage(dir, message);
   }
 
   onExit(listener: (exit: RuntimeExit) => void): void {

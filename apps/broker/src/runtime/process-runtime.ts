@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
-import { appendFile, mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, readlink, realpath, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { constants as osConstants } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -19,7 +19,7 @@ import {
 } from './agent-runtime.js';
 import { runCaptured } from './run-captured.js';
 import { openScriptTerminal, type ScriptTerminalTools, TERMINAL_SHELL } from './script-terminal.js';
-import { OUTPUT_FILES, tailOutput } from './tail-file.js';
+import { appendInboxMessage, OUTPUT_FILES, outputFilesIn, tailOutput } from './tail-file.js';
 import { refuseUnsupported } from './unsupported-spec.js';
 
 /** Options of {@link ProcessRuntime}. */
@@ -447,14 +447,13 @@ export class ProcessRuntime implements AgentRuntime {
   }
 
   outputFiles(agentId: string): { stdout: string; stderr: string } {
-    const dir = this.agentDir(agentId);
-    return { stdout: join(dir, OUTPUT_FILES.stdout), stderr: join(dir, OUTPUT_FILES.stderr) };
+    return outputFilesIn(this.agentDir(agentId));
   }
 
   async deliver(agentId: string, message: string): Promise<void> {
     const dir = this.agentDir(agentId);
     if (!(await this.isDir(dir))) throw new Error(`agent ${agentId} is not on this node`);
-    await appendFile(join(dir, 'inbox.jsonl'), `${JSON.stringify({ at: new Date().toISOString(), text: message })}\n`);
+    await appendInboxMessage(dir, message);
   }
 
   onExit(listener: (exit: RuntimeExit) => void): void {

@@ -1,4 +1,5 @@
-import { open } from 'node:fs/promises';
+import { appendFile, open } from 'node:fs/promises';
+import { join } from 'node:path';
 
 /** How much of the end of a log tailFile reads: enough for error details, bounded whatever the log's size. */
 const TAIL_BYTES = 64 * 1024;
@@ -31,6 +32,16 @@ export async function tailFile(path: string, lines: number): Promise<string> {
 
 /** The files every runtime appends an agent's output to, in its agent directory: one per stream. */
 export const OUTPUT_FILES = { stdout: 'stdout.log', stderr: 'stderr.log' } as const;
+
+/** The output files in an agent directory. */
+export function outputFilesIn(agentDir: string): { stdout: string; stderr: string } {
+  return { stdout: join(agentDir, OUTPUT_FILES.stdout), stderr: join(agentDir, OUTPUT_FILES.stderr) };
+}
+
+/** Appends a message to the inbox in an agent directory, as one JSON line (in place: a sandbox or container sees the same file through its bind mount). */
+export async function appendInboxMessage(agentDir: string, message: string): Promise<void> {
+  await appendFile(join(agentDir, 'inbox.jsonl'), `${JSON.stringify({ at: new Date().toISOString(), text: message })}\n`);
+}
 
 /**
  * The last `lines` lines of an agent's output for error details: the last lines of stdout, then
