@@ -13,7 +13,7 @@ if (process.argv.includes('--help') || process.argv.includes('-h')) {
 Installs dependencies, builds, lints, typechecks and runs the whole test suite against real
 processes (an embedded Postgres and a private Podman service started for the run, real hub and
 broker processes on ephemeral ports, bubblewrap sandboxes). As root on Debian it first installs
-the system packages the tests drive (podman, runc, busybox-static, bubblewrap, git) if missing.
+the system packages the tests drive (podman, runc, busybox-static, bubblewrap, git, redis-server) if missing.
 Extra arguments are passed to vitest, e.g. \`npm test -- apps/hub\`.
 Set GRAFT_TEST_DATABASE_URL to use an existing Postgres (superuser) instead of the embedded one.
 Set GRAFT_SKIP_BUILD=1 to skip install, build, lint and typecheck.

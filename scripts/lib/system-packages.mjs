@@ -1,5 +1,6 @@
 // The Debian packages the test suite drives for real: Podman (the docker runtime's engine, through
-// its Docker-compatible API), bubblewrap (the bwrap runtime) and git (cloning). `npm test` installs
+// its Docker-compatible API), bubblewrap (the bwrap runtime), git (cloning) and Redis (the cluster
+// adapters). `npm test` installs
 // the missing ones on a fresh Debian machine when it runs as root; otherwise it says what to run.
 import { spawnSync } from 'node:child_process';
 import { step } from './workspace.mjs';
@@ -11,6 +12,7 @@ const NEEDED = [
   { command: 'busybox', packages: ['busybox-static'] },
   { command: 'bwrap', packages: ['bubblewrap'] },
   { command: 'git', packages: ['git'] },
+  { command: 'redis-server', packages: ['redis-server'] },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

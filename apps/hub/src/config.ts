@@ -57,6 +57,10 @@ const HubEnv = z.object({
   /** How long the hub waits for a broker to answer a command, in ms (reconciliation repairs what times out). */
   GRAFT_BROKER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 
+  // --- Cluster ---
+  /** Redis for cluster mode: with it the event bus (live log readers, notifications) spans every hub replica. */
+  REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+
   // --- Agent log archive ---
   /** Where finished agents' logs are archived: `fs` (under GRAFT_DATA_DIR/log-archive) or `s3`. */
   GRAFT_LOG_ARCHIVE: z.enum(['fs', 's3']).default('fs'),
@@ -86,6 +90,8 @@ const HubEnv = z.object({
 export interface HubConfig {
   http: { host: string; port: number; publicUrl: string | undefined };
   storage: { dataDir: string; databaseUrl: string | undefined; poolSize: number; autoMigrate: boolean };
+  /** Redis of cluster mode; undefined runs single-node (in-process adapters). */
+  redisUrl: string | undefined;
   /** The log archive backend. */
   logArchive:
     | { kind: 'fs'; dir: string }
@@ -134,6 +140,7 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
     };
   } else logArchive = { kind: 'fs', dir: e.GRAFT_LOG_ARCHIVE_DIR ?? join(e.GRAFT_DATA_DIR, 'log-archive') };
   return {
+    redisUrl: e.REDIS_URL,
     logArchive,
     http: { host: e.GRAFT_HUB_HOST, port: e.GRAFT_HUB_PORT, publicUrl: e.GRAFT_HUB_PUBLIC_URL },
     storage: { dataDir: e.GRAFT_DATA_DIR, databaseUrl: e.DATABASE_URL, poolSize: e.GRAFT_DB_POOL_SIZE, autoMigrate: e.GRAFT_AUTO_MIGRATE ?? !e.DATABASE_URL },

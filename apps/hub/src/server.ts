@@ -14,7 +14,9 @@ import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
 import { applyLifecycleAction } from './domain/lifecycle-action.js';
+import type { EventBus } from './events/event-bus.js';
 import { InProcessEventBus } from './events/in-process-event-bus.js';
+import { RedisEventBus } from './events/redis-event-bus.js';
 import { LogIngest } from './logs/log-ingest.js';
 import { FsLogArchive } from './logs/archive/fs-log-archive.js';
 import type { LogArchive } from './logs/archive/log-archive.js';
@@ -130,7 +132,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       hubUrl: () => hubUrl,
       log: log.child({ component: 'dispatch' }),
     });
-    const events = new InProcessEventBus();
+    const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { log: log.child({ component: 'events' }) }) : new InProcessEventBus();
     const archive: LogArchive =
       config.logArchive.kind === 's3'
         ? new S3LogArchive({

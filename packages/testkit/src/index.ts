@@ -11,3 +11,4 @@ export * from './eventually.js';
 export * from './process-logs.js';
 export * from './podman-service.js';
 export * from './test-agent-image.js';
+export * from './redis-server.js';

@@ -10,8 +10,10 @@ declare module 'vitest' {
     dockerSocket: string;
     /** A local image on that service with busybox and node, for agents in the docker runtime's tests. */
     testAgentImage: string;
+    /** URL of the run's Redis (`redis://127.0.0.1:<port>`), for the Redis adapters' tests. */
+    redisUrl: string;
   }
 }
 
 /** The keys the global setup provides, for code that wants to check them at run time. */
-export const PROVIDED_KEYS = ['pgAdminUrl', 'dockerSocket', 'testAgentImage'] as const;
+export const PROVIDED_KEYS = ['pgAdminUrl', 'dockerSocket', 'testAgentImage', 'redisUrl'] as const;
