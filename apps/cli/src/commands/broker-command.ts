@@ -277,14 +277,15 @@ Example:
     .option('--data-dir <dir>', 'data dir holding credentials.json (overrides GRAFT_BROKER_DATA_DIR; default ~/.graft/broker)')
     .option('--host <host>', 'interface of the local API (overrides GRAFT_BROKER_HOST; default 127.0.0.1)')
     .option('--port <port>', 'port of the local API, 0 for any free one (overrides GRAFT_BROKER_PORT; default 9800)')
-    .option('--runtimes <list>', 'comma-separated runtimes to offer (overrides GRAFT_BROKER_RUNTIMES; default process)')
+    .option('--runtimes <list>', 'comma-separated runtimes to offer, in order of preference: process, bwrap, docker (overrides GRAFT_BROKER_RUNTIMES; default process)')
     .option('--max-agents <n>', 'most agents to run at once (overrides GRAFT_BROKER_MAX_AGENTS; default 4 per CPU)')
     .addHelpText(
       'after',
       `
 Environment: GRAFT_BROKER_DATA_DIR, GRAFT_BROKER_HOST, GRAFT_BROKER_PORT, GRAFT_BROKER_RUNTIMES,
-GRAFT_BROKER_MAX_AGENTS, GRAFT_BROKER_STOP_GRACE_MS, GRAFT_BROKER_HOSTNAME,
-GRAFT_BROKER_BACKOFF_BASE_MS, GRAFT_BROKER_BACKOFF_MAX_MS, GRAFT_LOG_LEVEL (see docs/configuration.md).
+GRAFT_BROKER_MAX_AGENTS, GRAFT_BROKER_STOP_GRACE_MS, GRAFT_BROKER_HOSTNAME, GRAFT_BROKER_LOG_LIMIT_BYTES,
+DOCKER_HOST, GRAFT_BROKER_DOCKER_IMAGE, GRAFT_BROKER_BACKOFF_BASE_MS, GRAFT_BROKER_BACKOFF_MAX_MS,
+GRAFT_LOG_LEVEL (see docs/configuration.md).
 Several brokers can run on one machine, each with its own --data-dir and --port.
 Agents keep running when the daemon stops; the next start adopts them.
 
