@@ -1,6 +1,7 @@
 // The Debian packages the test suite drives for real: Podman (the docker runtime's engine, through
-// its Docker-compatible API), bubblewrap (the bwrap runtime), git (cloning) and Redis (the cluster
-// adapters). `npm test` installs
+// its Docker-compatible API), bubblewrap (the bwrap runtime), git (cloning), Redis (the cluster
+// adapters), and for the cluster e2e tests nginx (the load balancer), Prometheus (scraping, and
+// promtool for the metrics check), iproute2 and iptables (a broker behind NAT). `npm test` installs
 // the missing ones on a fresh Debian machine when it runs as root; otherwise it says what to run.
 import { spawnSync } from 'node:child_process';
 import { step } from './workspace.mjs';
@@ -13,6 +14,11 @@ const NEEDED = [
   { command: 'bwrap', packages: ['bubblewrap'] },
   { command: 'git', packages: ['git'] },
   { command: 'redis-server', packages: ['redis-server'] },
+  { command: 'nginx', packages: ['nginx-light'] },
+  { command: 'prometheus', packages: ['prometheus'] },
+  { command: 'promtool', packages: ['prometheus'] },
+  { command: 'ip', packages: ['iproute2'] },
+  { command: 'iptables', packages: ['iptables'] },
 ];
 
 const has = (command) => spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;

@@ -42,6 +42,8 @@ const ROUTES: Route[] = [
   { method: 'POST', path: '/api/v1/users', body: { email: 'matrix-new@example.com' } },
   { method: 'GET', path: '/api/v1/users' },
   { method: 'POST', path: '/api/v1/admin/signing-keys/rotate' },
+  { method: 'GET', path: '/api/v1/admin/jobs' },
+  { method: 'POST', path: '/api/v1/admin/jobs/no-such-run/retry' },
   { method: 'GET', path: '/api/v1/projects' },
   { method: 'POST', path: '/api/v1/projects/register', body: { name: 'matrix' } },
   { method: 'GET', path: '/api/v1/projects/{P}', inP: true },
@@ -146,6 +148,12 @@ const specific: Case[] = [
   no('pAdmin', 'POST', '/api/v1/admin/signing-keys/rotate', 403, 'forbidden'),
   no('member', 'POST', '/api/v1/admin/signing-keys/rotate', 403, 'forbidden'),
   ok('platform', 'POST', '/api/v1/admin/signing-keys/rotate', 201),
+
+  // Background jobs: platform admin only.
+  no('pAdmin', 'GET', '/api/v1/admin/jobs', 403, 'forbidden'),
+  no('member', 'POST', '/api/v1/admin/jobs/no-such-run/retry', 403, 'forbidden'),
+  ok('platform', 'GET', '/api/v1/admin/jobs', 200),
+  no('platform', 'POST', '/api/v1/admin/jobs/no-such-run/retry', 404, 'not_found'),
 
   // Brokers are infrastructure: platform admins only, project admins included in the refusal.
   no('pAdmin', 'POST', '/api/v1/brokers/register', 403, 'forbidden', { name: 'matrix-broker' }),

@@ -58,8 +58,10 @@ const HubEnv = z.object({
   GRAFT_BROKER_REQUEST_TIMEOUT_MS: z.coerce.number().int().min(100).max(300_000).default(10_000),
 
   // --- Cluster ---
-  /** Redis for cluster mode: with it the event bus (live log readers, notifications) spans every hub replica. */
+  /** Redis for cluster mode: with it the event bus, tunnel routing, the replay cache and background jobs span every hub replica. */
   REDIS_URL: z.string().regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL').optional(),
+  /** Prefix of every Redis key, channel and queue of this cluster: clusters sharing one Redis must each have their own. */
+  GRAFT_REDIS_PREFIX: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - only (1-64)').default('graft'),
 
   // --- Agent log archive ---
   /** Where finished agents' logs are archived: `fs` (under GRAFT_DATA_DIR/log-archive) or `s3`. */
@@ -92,6 +94,8 @@ export interface HubConfig {
   storage: { dataDir: string; databaseUrl: string | undefined; poolSize: number; autoMigrate: boolean };
   /** Redis of cluster mode; undefined runs single-node (in-process adapters). */
   redisUrl: string | undefined;
+  /** Prefix of this cluster's Redis keys, channels and queues. */
+  redisPrefix: string;
   /** The log archive backend. */
   logArchive:
     | { kind: 'fs'; dir: string }
@@ -141,6 +145,7 @@ export function loadHubConfig(env: Record<string, string | undefined>): HubConfi
   } else logArchive = { kind: 'fs', dir: e.GRAFT_LOG_ARCHIVE_DIR ?? join(e.GRAFT_DATA_DIR, 'log-archive') };
   return {
     redisUrl: e.REDIS_URL,
+    redisPrefix: e.GRAFT_REDIS_PREFIX,
     logArchive,
     http: { host: e.GRAFT_HUB_HOST, port: e.GRAFT_HUB_PORT, publicUrl: e.GRAFT_HUB_PUBLIC_URL },
     storage: { dataDir: e.GRAFT_DATA_DIR, databaseUrl: e.DATABASE_URL, poolSize: e.GRAFT_DB_POOL_SIZE, autoMigrate: e.GRAFT_AUTO_MIGRATE ?? !e.DATABASE_URL },

@@ -8,6 +8,7 @@ import type { AgentStateWriter } from './domain/agent-writer.js';
 import type { SecretBox } from './domain/secret-box.js';
 import type { EventBus } from './events/event-bus.js';
 import type { HubMetrics } from './http/metrics.js';
+import type { JobRunner } from './jobs/job-runner.js';
 import type { LogStore } from './logs/log-store.js';
 
 /** Everything route handlers need, wired once in main.ts. */
@@ -19,6 +20,8 @@ export interface HubContext {
   dispatcher: Dispatcher;
   /** Agents' logs: storage, and the bus live readers follow. */
   logs: { store: LogStore; events: EventBus };
+  /** Background jobs (admin routes list and retry their runs). */
+  jobs: JobRunner;
   box: SecretBox;
   jwt: JwtService;
   signingKeys: SigningKeyStore;

@@ -1,4 +1,6 @@
+import { randomBytes } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
@@ -13,6 +15,11 @@ import { JwtService } from './auth/jwt-service.js';
 import { SigningKeyStore } from './auth/signing-keys.js';
 import { bootstrapAdmin, resolveMasterKey } from './bootstrap.js';
 import type { HubConfig } from './config.js';
+import { InProcessTunnelMesh } from './cluster/in-process-tunnel-mesh.js';
+import { RedisNonceCache } from './cluster/redis-nonce-cache.js';
+import { RedisTunnelMesh } from './cluster/redis-tunnel-mesh.js';
+import { ReplicaRouter } from './cluster/replica-router.js';
+import type { TunnelMesh } from './cluster/tunnel-mesh.js';
 import { applyLifecycleAction } from './domain/lifecycle-action.js';
 import type { EventBus } from './events/event-bus.js';
 import { InProcessEventBus } from './events/in-process-event-bus.js';
@@ -24,6 +31,11 @@ import { S3LogArchive } from './logs/archive/s3-log-archive.js';
 import { LogArchiver } from './logs/log-archiver.js';
 import { LogStore } from './logs/log-store.js';
 import { logRoutes } from './routes/log-routes.js';
+import { adminJobRoutes } from './routes/admin-job-routes.js';
+import { BullmqJobRunner } from './jobs/bullmq-job-runner.js';
+import { registerHubJobs } from './jobs/hub-jobs.js';
+import { InProcessJobRunner } from './jobs/in-process-job-runner.js';
+import type { JobRunner } from './jobs/job-runner.js';
 import { AgentLiveness } from './dispatch/agent-liveness.js';
 import { Dispatcher } from './dispatch/dispatcher.js';
 import { Placement } from './dispatch/placement.js';
@@ -114,9 +126,38 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
         );
       }
     }
-    const metrics = createHubMetrics(async () => {
-      const rows = await db.selectFrom('agents').select(['phase', sql<string>`count(*)`.as('n')]).groupBy('phase').execute();
-      return rows.map((r) => ({ phase: r.phase, count: Number(r.n) }));
+    // A readable id per process: replicas name each other by it (tunnel claims), and logs and metrics carry it.
+    const replicaId = `${hostname()}-${randomBytes(4).toString('hex')}`;
+    const mesh: TunnelMesh = config.redisUrl ? new RedisTunnelMesh(config.redisUrl, { prefix: config.redisPrefix, replicaId, log: log.child({ component: 'mesh' }) }) : new InProcessTunnelMesh(undefined, { replicaId });
+    const nonces = config.redisUrl ? new RedisNonceCache(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'nonce-cache' }) }) : new MemoryNonceCache();
+    // Set once the job runner exists; until then the gauge reports nothing.
+    let jobCounts: () => Promise<Record<string, number>> = async () => ({});
+    const metrics = createHubMetrics({
+      replicaId,
+      agents: async () => {
+        const rows = await db.selectFrom('agents').select(['phase', 'activity', sql<string>`count(*)`.as('n')]).groupBy(['phase', 'activity']).execute();
+        return rows.map((r) => ({ phase: r.phase, activity: r.activity, count: Number(r.n) }));
+      },
+      pending: async () => {
+        const rows = await db
+          .selectFrom('agents')
+          .select(['pending_reason', sql<string>`count(*)`.as('n')])
+          .where('broker_id', 'is', null)
+          .where('desired_state', '=', 'running')
+          .groupBy('pending_reason')
+          .execute();
+        return rows.map((r) => ({ reason: r.pending_reason, count: Number(r.n) }));
+      },
+      heartbeatAges: async () => {
+        const rows = await db
+          .selectFrom('brokers')
+          .select(['id', sql<number>`extract(epoch from now() - last_heartbeat_at)::float8`.as('age')])
+          .where('tunnel_session', 'is not', null)
+          .where('last_heartbeat_at', 'is not', null)
+          .execute();
+        return rows.map((r) => ({ brokerId: r.id, ageSecs: Number(r.age) }));
+      },
+      jobCounts: () => jobCounts(),
     });
     const agentWriter = new AgentStateWriter(handle.pool);
     const heartbeatIntervalMs = config.brokers.heartbeatIntervalMs;
@@ -131,8 +172,9 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       agentTokenTtlSecs: config.security.agentTokenTtlSecs,
       hubUrl: () => hubUrl,
       log: log.child({ component: 'dispatch' }),
+      onStatus: (outcome) => metrics.statusUpdates.inc({ outcome }),
     });
-    const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { log: log.child({ component: 'events' }) }) : new InProcessEventBus();
+    const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'events' }) }) : new InProcessEventBus();
     const archive: LogArchive =
       config.logArchive.kind === 's3'
         ? new S3LogArchive({
@@ -147,12 +189,26 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
         : new FsLogArchive({ rootDir: config.logArchive.dir });
     const logStore = new LogStore(db, archive);
     const archiver = new LogArchiver({ db, archive, log: log.child({ component: 'log-archive' }), onArchived: (bytes) => metrics.logBytes.inc({ what: 'archived' }, bytes) });
-    const logIngest = new LogIngest({ db, store: logStore, events, log: log.child({ component: 'logs' }), onStored: (bytes) => metrics.logBytes.inc({ what: 'stored' }, bytes) });
+    // Background jobs: BullMQ in a cluster (each run on one replica), in-process on a single node.
+    const jobLog = log.child({ component: 'jobs' });
+    const onRun = (job: string, outcome: 'ok' | 'failed') => metrics.jobRuns.inc({ job, outcome });
+    const jobs: JobRunner = config.redisUrl ? new BullmqJobRunner({ url: config.redisUrl, prefix: config.redisPrefix, onRun, log: jobLog }) : new InProcessJobRunner({ onRun, log: jobLog });
+    jobCounts = () => jobs.counts();
+    const logIngest = new LogIngest({
+      db,
+      store: logStore,
+      events,
+      log: log.child({ component: 'logs' }),
+      onReceived: (bytes) => metrics.logBytes.inc({ what: 'received' }, bytes),
+      onStored: (bytes) => metrics.logBytes.inc({ what: 'stored' }, bytes),
+      onAcked: (acks) => metrics.logAcks.inc(acks),
+    });
     const ctx: HubContext = {
       db,
       agentWriter,
       dispatcher,
       logs: { store: logStore, events },
+      jobs,
       box,
       jwt,
       signingKeys,
@@ -171,11 +227,20 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       },
     };
     const routes: RouteSpec[] = [];
-    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...brokerRoutes(ctx));
+    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...brokerRoutes(ctx), ...adminJobRoutes(ctx));
     const inFlight = new InFlight();
-    const brokerAuthenticator = new BrokerAuthenticator(db, box, new MemoryNonceCache(), metrics.signatureRejections);
+    const brokerAuthenticator = new BrokerAuthenticator(db, box, nonces, metrics.signatureRejections);
     const authenticator = new Authenticator(db, jwt);
-    const app = createApp({ routes, inFlight, authenticator, brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
+    // Bounded: a database that hangs counts as one that does not answer.
+    const databaseAnswers = () =>
+      Promise.race([
+        sql`SELECT 1`.execute(db).then(
+          () => true,
+          () => false,
+        ),
+        new Promise<boolean>((ok) => setTimeout(() => ok(false), 2_000).unref()),
+      ]);
+    const app = createApp({ routes, databaseAnswers, inFlight, authenticator, brokerAuthenticator, metrics, log: log.child({ component: 'http' }) });
     const presence = new BrokerPresence(db, handle.pool, (err) => log.error('presence.write_failed', { err }), heartbeatIntervalMs);
     const tunnels = new TunnelServer({
       authenticator: brokerAuthenticator,
@@ -186,8 +251,18 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       heartbeatIntervalMs,
       requestTimeoutMs: config.brokers.requestTimeoutMs,
       log: log.child({ component: 'tunnel' }),
+      onTunnel: { opened: (brokerId) => router.tunnelOpened(brokerId), closed: (brokerId) => router.tunnelClosed(brokerId) },
     });
-    tunnels.route(attachRoute({ ctx, authenticator, session: (brokerId) => tunnels.session(brokerId), openTimeoutMs: config.brokers.requestTimeoutMs }));
+    // Commands and attach streams reach a broker through the replica that holds its tunnel.
+    const router = new ReplicaRouter({
+      local: tunnels,
+      mesh,
+      requestTimeoutMs: config.brokers.requestTimeoutMs,
+      heartbeatIntervalMs,
+      metrics,
+      log: log.child({ component: 'mesh' }),
+    });
+    tunnels.route(attachRoute({ ctx, authenticator, channel: (brokerId) => router.attachChannel(brokerId), openTimeoutMs: config.brokers.requestTimeoutMs }));
     tunnels.route(logSocketRoute({ ctx, authenticator }));
     const server: Server = await new Promise((ok, fail) => {
       const s = app.listen(config.http.port, config.http.host, () => ok(s));
@@ -202,7 +277,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const url = config.http.publicUrl ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`;
     hubUrl = url;
     tunnels.attach(server);
-    dispatcher.start(tunnels);
+    dispatcher.start(router);
     const liveness = new AgentLiveness({
       db,
       writer: agentWriter,
@@ -214,9 +289,10 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       },
       log: log.child({ component: 'liveness' }),
     });
-    liveness.start();
-    archiver.start();
-    log.info('hub.listening', { url, port, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
+    registerHubJobs(jobs, { db, dispatcher, liveness, archiver, log: jobLog });
+    // Not awaited: in a cluster it waits for Redis, and the hub serves without it meanwhile.
+    jobs.start().catch((err: unknown) => jobLog.error('jobs.start_failed', { err }));
+    log.info('hub.listening', { url, port, replicaId, cluster: config.redisUrl !== undefined, host: config.http.host, embeddedPostgres: embedded !== null, devAuth: config.security.devAuth, version: HUB_VERSION });
     let stopping: Promise<void> | undefined;
     return {
       url,
@@ -224,16 +300,10 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       stop: () => {
         stopping ??= (async () => {
           log.info('hub.stopping', {});
-          // Brokers reconnect (here after a restart, or to another replica) and reconcile.
-          tunnels.close();
-          liveness.stop();
-          await archiver.stop();
-          await dispatcher.stop();
-          // Chunks received and not yet stored are stored (and acknowledged, if their tunnel is still open).
-          await logIngest.flush();
-          // Stop accepting, let in-flight requests finish; keep-alive sockets that go idle are
-          // closed as they do, and whatever is still open after the grace period is cut.
-          await new Promise<void>((ok) => {
+          // Stop accepting first, so the brokers handed back below reconnect to another replica, not
+          // here. In-flight requests finish; keep-alive sockets that go idle are closed as they do,
+          // and whatever is still open after the grace period is cut.
+          const closed = new Promise<void>((ok) => {
             server.close(() => ok());
             const sweep = setInterval(() => server.closeIdleConnections(), 100);
             const cut = setTimeout(() => server.closeAllConnections(), SHUTDOWN_GRACE_MS);
@@ -243,8 +313,19 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
             });
             server.closeIdleConnections();
           });
+          // Brokers reconnect (through the load balancer to another replica, or here after a restart) and reconcile.
+          tunnels.close();
+          // Waits for the job runs in progress here (they use the database).
+          await jobs.close();
+          await dispatcher.stop();
+          // Chunks received and not yet stored are stored (and acknowledged, if their tunnel is still open).
+          await logIngest.flush();
+          await closed;
           await inFlight.drained(SHUTDOWN_GRACE_MS);
           await presence.close();
+          await router.close();
+          await mesh.close();
+          if (nonces instanceof RedisNonceCache) await nonces.close();
           await events.close();
           await archive.close();
           await handle.destroy();

@@ -13,3 +13,5 @@ export * from './nonce-cache.js';
 export * from './tunnel.js';
 export * from './runtime-capabilities.js';
 export * from './log-frames.js';
+export * from './replica-mesh.js';
+export * from './jobs.js';

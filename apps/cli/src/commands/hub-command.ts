@@ -47,11 +47,19 @@ Both commands configure the hub from the environment, like graft-hub:
   GRAFT_HUB_HOST, GRAFT_HUB_PORT, GRAFT_HUB_PUBLIC_URL, GRAFT_DATA_DIR (default ~/.graft),
   DATABASE_URL (unset: embedded Postgres under the data dir), GRAFT_MASTER_KEY (required with
   DATABASE_URL), GRAFT_AUTO_MIGRATE, GRAFT_DB_POOL_SIZE, GRAFT_ADMIN_TOKEN, GRAFT_DEV_AUTH,
-  GRAFT_USER_TOKEN_TTL_SECS, GRAFT_AGENT_TOKEN_TTL_SECS, GRAFT_LOG_LEVEL.
+  GRAFT_USER_TOKEN_TTL_SECS, GRAFT_AGENT_TOKEN_TTL_SECS, GRAFT_LOG_LEVEL; REDIS_URL and
+  GRAFT_REDIS_PREFIX for cluster mode (all of them: docs/configuration.md).
+
+Cluster: run \`graft hub migrate\` once, then \`graft hub start\` on every replica with the same
+DATABASE_URL, REDIS_URL and GRAFT_MASTER_KEY, behind any HTTP load balancer that passes WebSocket
+upgrades (deploy/README.md). SIGTERM stops a replica gracefully: it stops accepting, hands its
+broker tunnels back (they reconnect to another replica) and drains in-flight requests.
 
 Examples:
   $ graft hub start --port 8080
-  $ DATABASE_URL=postgres://graft@db/graft GRAFT_MASTER_KEY=$(cat master.key) graft hub migrate`;
+  $ DATABASE_URL=postgres://graft@db/graft GRAFT_MASTER_KEY=$(cat master.key) graft hub migrate
+  $ DATABASE_URL=postgres://graft@db/graft GRAFT_MASTER_KEY=$(cat master.key) \
+      REDIS_URL=redis://redis:6379 GRAFT_HUB_HOST=0.0.0.0 graft hub start`;
 
 /** `graft hub start|migrate`. */
 export function registerHubCommand(program: Command, ctx: CliContext): void {

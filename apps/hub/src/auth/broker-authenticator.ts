@@ -51,7 +51,10 @@ export class BrokerAuthenticator {
     const brokerId = readBrokerId(req.headers);
     const secrets = brokerId ? await this.secretsOf(brokerId) : [];
     const { path, rawQuery } = splitRequestTarget(req.target);
-    const r = await verifySignedRequest({ method: req.method, path, rawQuery, body: req.rawBody, headers: req.headers, secrets, nonceCache: this.nonces });
+    const r = await verifySignedRequest({ method: req.method, path, rawQuery, body: req.rawBody, headers: req.headers, secrets, nonceCache: this.nonces }).catch(() => {
+      // Only the replay cache can fail here (a shared one whose Redis is away): refuse, never let a possible replay through.
+      throw new GraftError('unavailable', 'the replay cache is unreachable: try again shortly');
+    });
     if (!r.ok) {
       this.rejections.inc({ reason: r.reason });
       throw new GraftError(REJECTION_CODE[r.reason], REJECTION_MESSAGE[r.reason]);

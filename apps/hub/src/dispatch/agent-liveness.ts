@@ -34,8 +34,11 @@ type Change = 'offline' | 'online' | 'stalled';
  * Every change goes through the writer and the state machine, as a `platform` report.
  */
 export class AgentLiveness {
-  private readonly timers: NodeJS.Timeout[] = [];
-  private readonly running = new Set<string>();
+  /** How often `sweep` should run: the fast (broker) sweep's interval. */
+  readonly everyMs: number;
+  /** The slow (agent) sweep runs at most this often. */
+  private readonly agentSweepMs: number;
+  private lastAgentSweep = 0;
 
   constructor(
     private readonly deps: {
@@ -47,21 +50,21 @@ export class AgentLiveness {
       suspend: (agentId: string) => Promise<void>;
       log: Logger;
     },
-  ) {}
-
-  /** Starts both sweeps. */
-  start(): void {
-    const { heartbeatIntervalMs, agentOfflineAfterMs, agentStalledAfterMs } = this.deps.settings;
-    const fastMs = Math.max(50, Math.floor(heartbeatIntervalMs / 20));
-    const slowMs = Math.max(250, Math.min(5_000, Math.floor(Math.min(agentOfflineAfterMs, agentStalledAfterMs) / 4)));
-    this.timers.push(setInterval(() => this.guard('fast', () => this.sweepBrokers()), fastMs));
-    this.timers.push(setInterval(() => this.guard('slow', () => this.sweepAgents()), slowMs));
-    for (const t of this.timers) t.unref();
+  ) {
+    const { heartbeatIntervalMs, agentOfflineAfterMs, agentStalledAfterMs } = deps.settings;
+    this.everyMs = Math.max(50, Math.floor(heartbeatIntervalMs / 20));
+    this.agentSweepMs = Math.max(250, Math.min(5_000, Math.floor(Math.min(agentOfflineAfterMs, agentStalledAfterMs) / 4)));
   }
 
-  /** Stops the sweeps. */
-  stop(): void {
-    for (const t of this.timers) clearInterval(t);
+  /**
+   * One pass, run by the `liveness` job every `everyMs`: the broker sweep, and the agent sweep when
+   * it is due (it looks at every running agent, so it runs less often).
+   */
+  async sweep(): Promise<void> {
+    await this.sweepBrokers();
+    if (Date.now() - this.lastAgentSweep < this.agentSweepMs) return;
+    await this.sweepAgents();
+    this.lastAgentSweep = Date.now();
   }
 
   /** Agents of brokers that are not alive go offline; offline agents whose broker and own reports are fresh come back. */
@@ -137,14 +140,5 @@ export class AgentLiveness {
           .catch(() => {}),
       ),
     );
-  }
-
-  /** Runs a sweep unless the previous one of its kind is still running. */
-  private guard(kind: string, sweep: () => Promise<void>): void {
-    if (this.running.has(kind)) return;
-    this.running.add(kind);
-    sweep()
-      .catch((err: unknown) => this.deps.log.error('liveness.sweep_failed', { kind, err }))
-      .finally(() => this.running.delete(kind));
   }
 }

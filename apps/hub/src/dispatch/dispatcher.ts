@@ -27,8 +27,8 @@ import { Placement } from './placement.js';
 const SLOT_FREEING: ReadonlySet<Phase> = new Set(['stopped', 'error', 'suspended']);
 /** Agents looked at per placement pass; a pass that fills its batch runs again. */
 const PLACEMENT_BATCH = 200;
-/** Level-triggered safety net: unplaced agents are retried, and unconfirmed commands resent, this often even without an event. */
-const PLACEMENT_RETRY_MS = 10_000;
+/** Level-triggered safety net for this hub's tunnels: unconfirmed commands are resent this often even without an event (placement retries are the `placement` job's). */
+const REDELIVER_EVERY_MS = 10_000;
 /** A generation no broker confirmed for this long is sent again. */
 const REDELIVER_AFTER_MS = 5_000;
 
@@ -54,6 +54,8 @@ export interface DispatcherDeps {
   /** The URL agents use to reach the hub (known once the server listens). */
   hubUrl: () => string;
   log: Logger;
+  /** Counts brokers' status reports by what became of them. */
+  onStatus?: (outcome: 'applied' | 'stale' | 'rejected') => void;
 }
 
 /** One agent's desired entry and the broker that holds it. */
@@ -88,8 +90,9 @@ interface AgentRow {
  */
 export class Dispatcher {
   private router: TunnelRouter | undefined;
+  /** The placement pass running now, and the one asked for meanwhile (it runs after). */
   private placing: Promise<void> | null = null;
-  private placeAgain = false;
+  private placeNext: Promise<void> | null = null;
   /** Agents whose messages are being delivered by this hub now, and those to look at again after. */
   private readonly delivering = new Set<string>();
   private readonly deliverAgain = new Set<string>();
@@ -97,22 +100,17 @@ export class Dispatcher {
 
   constructor(private readonly deps: DispatcherDeps) {}
 
-  /** Connects the tunnel side and starts the periodic placement retry and redelivery. */
+  /** Connects the tunnel side and starts the periodic redelivery (it concerns only the tunnels this hub holds). */
   start(router: TunnelRouter): void {
     this.router = router;
-    this.timers.push(
-      setInterval(() => {
-        this.schedulePlacement();
-        this.redeliver().catch((err: unknown) => this.deps.log.error('dispatch.redeliver_failed', { err }));
-      }, PLACEMENT_RETRY_MS),
-    );
+    this.timers.push(setInterval(() => this.redeliver().catch((err: unknown) => this.deps.log.error('dispatch.redeliver_failed', { err })), REDELIVER_EVERY_MS));
     for (const t of this.timers) t.unref();
   }
 
-  /** Stops the timers and waits for a running placement pass. */
+  /** Stops the timers and waits for the placement passes under way. */
   async stop(): Promise<void> {
     for (const t of this.timers) clearInterval(t);
-    await this.placing;
+    await Promise.allSettled([this.placing, this.placeNext]);
   }
 
   /** Places a new agent: a broker and its runtime, or why it must wait. */
@@ -270,25 +268,36 @@ export class Dispatcher {
       .catch(() => {});
   }
 
-  /** Runs a placement pass soon; passes never overlap, and a request during one runs another after it. */
+  /** Runs a placement pass soon, for an event (an agent created, a slot freed, a broker back). */
   schedulePlacement(): void {
-    if (this.placing) {
-      this.placeAgain = true;
-      return;
-    }
-    this.placing = this.placementPass()
-      .catch((err: unknown) => this.deps.log.error('placement.failed', { err }))
-      .finally(() => {
-        this.placing = null;
-        if (this.placeAgain) {
-          this.placeAgain = false;
-          this.schedulePlacement();
-        }
+    this.placementPass().catch((err: unknown) => this.deps.log.error('placement.failed', { err }));
+  }
+
+  /**
+   * A placement pass that starts now or, while one runs, right after it (the running one may have
+   * read the agents before the change that asks for this one); resolves when it is done, rejects
+   * when it fails. Passes never overlap on this hub, and requests during one share the next. The
+   * `placement` job calls this as the periodic retry.
+   */
+  placementPass(): Promise<void> {
+    if (!this.placing) {
+      const pass = this.place().finally(() => {
+        if (this.placing === pass) this.placing = null;
       });
+      this.placing = pass;
+      return pass;
+    }
+    this.placeNext ??= this.placing
+      .catch(() => {})
+      .then(() => {
+        this.placeNext = null;
+        return this.placementPass();
+      });
+    return this.placeNext;
   }
 
   /** Tries every agent wanted running that no broker holds. */
-  private async placementPass(): Promise<void> {
+  private async place(): Promise<void> {
     let after = '00000000-0000-0000-0000-000000000000';
     // Within one pass, agents that fit nowhere for the same reasons share one answer: a thousand
     // waiting agents of one project cost one diagnosis, not a thousand.
@@ -331,7 +340,9 @@ export class Dispatcher {
 
   /** A broker said hello: apply what it holds, then answer its full desired set. */
   async brokerConnected(brokerId: string, inventory: readonly ObservedAgent[]): Promise<DesiredAgent[]> {
-    await Promise.all(inventory.map((obs) => this.statusReported(brokerId, obs, true)));
+    const written = await Promise.all(inventory.map((obs) => this.statusReported(brokerId, obs, true)));
+    // Refuse the connection rather than welcome a broker whose state was not recorded: it dials again and resends it all.
+    if (written.includes(false)) throw new Error(`could not record ${written.filter((w) => !w).length} of the broker's ${written.length} agents`);
     const desired = await this.desired({ brokerId });
     this.schedulePlacement();
     return desired.map((d) => d.desired);
@@ -361,17 +372,24 @@ export class Dispatcher {
    * Applies a broker's observation of one agent (DESIGN §3): reports of an older generation than
    * the agent's are stale and dropped. An inventory
    * entry (`snapshot`) may skip phases: the reports in between can have been lost with a dropped
-   * tunnel or a hub that died before writing them, so they count as passed.
+   * tunnel or a hub that died before writing them, so they count as passed. Resolves false when the
+   * report could not be written (Postgres away): the caller must make the broker send it again.
    */
-  async statusReported(brokerId: string, obs: ObservedAgent, snapshot = false): Promise<void> {
+  async statusReported(brokerId: string, obs: ObservedAgent, snapshot = false): Promise<boolean> {
     const now = new Date();
+    let outcome: 'applied' | 'stale' | 'rejected' = 'applied';
     try {
       const accepted = await this.deps.writer.update<boolean | 'started'>(obs.agentId, (cur) => {
-        if (cur.brokerId !== brokerId || obs.generation < cur.generation) return { noop: false };
+        outcome = 'applied';
+        if (cur.brokerId !== brokerId || obs.generation < cur.generation) {
+          outcome = 'stale';
+          return { noop: false };
+        }
         const detail = obs.detail ?? (obs.phase !== cur.phase ? null : undefined);
         const from = snapshot ? phaseBefore(cur.phase, obs.phase) : cur.phase;
         const r = applyStatus({ ...cur, phase: from }, { phase: obs.phase, detail }, 'broker');
         if (!r.ok) {
+          outcome = 'rejected';
           this.deps.log.warn('agent.status_rejected', { agentId: obs.agentId, brokerId, from: cur.phase, to: obs.phase, reason: r.message });
           return { noop: false };
         }
@@ -390,10 +408,13 @@ export class Dispatcher {
           result: () => (r.phase === 'running' && cur.phase !== 'running' ? 'started' : true),
         };
       });
+      this.deps.onStatus?.(outcome);
       if (accepted && SLOT_FREEING.has(obs.phase)) this.schedulePlacement();
       if (accepted === 'started') void this.deliverMessages(obs.agentId);
+      return true;
     } catch (err) {
       this.deps.log.warn('agent.status_dropped', { agentId: obs.agentId, brokerId, err });
+      return false;
     }
   }
 

@@ -16,6 +16,8 @@ import { validate } from './validate.js';
 /** What the HTTP app needs from the rest of the hub. */
 export interface AppDeps {
   routes: readonly RouteSpec[];
+  /** Whether the database answers right now (tells an outage from a bug when an error says neither). */
+  databaseAnswers?: () => Promise<boolean>;
   inFlight: InFlight;
   authenticator: Authenticator;
   brokerAuthenticator: BrokerAuthenticator;
@@ -116,6 +118,6 @@ export function createApp(deps: AppDeps): express.Express {
   app.use((req: Request, res: Response) => {
     sendError(res, requestState(req).requestId, 'not_found', `no route for ${req.method} ${req.path}`);
   });
-  app.use(errorMiddleware(log));
+  app.use(errorMiddleware(log, deps.databaseAnswers));
   return app;
 }

@@ -49,9 +49,18 @@ export function sendError(res: Response, requestId: string, code: ErrorCode, mes
   res.status(errorStatus[code]).json(body);
 }
 
-/** The one place errors become responses: GraftError by its code, everything else 500 (logged). */
-export function errorMiddleware(log: Logger) {
-  return (err: unknown, req: Request, res: Response, _next: NextFunction): void => {
+/**
+ * The one place errors become responses: GraftError by its code; an error while the database is
+ * unreachable is 503 `unavailable` (by its SQLSTATE or errno, or, for a connection that broke
+ * mid-query and says so only in prose, by asking the database whether it answers); everything else
+ * 500 (logged).
+ */
+export function errorMiddleware(log: Logger, databaseAnswers: () => Promise<boolean> = async () => true) {
+  return (err: unknown, req: Request, res: Response, next: NextFunction): void => {
+    handle(err, req, res).catch(next);
+  };
+
+  async function handle(err: unknown, req: Request, res: Response): Promise<void> {
     const { requestId } = requestState(req);
     const known = err instanceof GraftError ? err : fromBodyParser(err);
     if (res.headersSent) {
@@ -63,7 +72,7 @@ export function errorMiddleware(log: Logger) {
       sendError(res, requestId, known.code, known.message, known.details, known.diagnostic);
       return;
     }
-    if (isDatabaseUnavailable(err)) {
+    if (isDatabaseUnavailable(err) || !(await databaseAnswers())) {
       log.warn('http.database_unavailable', { requestId, err });
       res.setHeader('Retry-After', '2');
       sendError(res, requestId, 'unavailable', 'the database is unavailable; retry shortly');
@@ -71,5 +80,5 @@ export function errorMiddleware(log: Logger) {
     }
     log.error('http.unhandled_error', { requestId, method: req.method, path: req.path, err });
     sendError(res, requestId, 'internal_error', 'internal error; the request id identifies it in the hub log');
-  };
+  }
 }

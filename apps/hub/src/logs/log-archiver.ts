@@ -13,36 +13,14 @@ const BATCH_BYTES = 4 * 1024 * 1024;
  * broker sent every chunk of the run), stored completely, and its agent stopped, errored or was
  * deleted, its hot chunks go to the archive in batches and leave Postgres; reads combine both.
  * Also applies each project's retention: logs not written for `log_retention_days` are removed,
- * archive and hot chunks alike. In-process sweeps for now; cluster mode runs them as jobs.
+ * archive and hot chunks alike. Each is one pass, run by the `log-archival` and `log-retention`
+ * jobs (hub-jobs.ts), so in a cluster one replica at a time does it.
  */
 export class LogArchiver {
-  private timer: NodeJS.Timeout | null = null;
-  private running: Promise<void> | null = null;
+  constructor(private readonly deps: { db: Kysely<Database>; archive: LogArchive; log: Logger; onArchived?: (bytes: number) => void }) {}
 
-  constructor(
-    private readonly deps: { db: Kysely<Database>; archive: LogArchive; log: Logger; intervalMs?: number; onArchived?: (bytes: number) => void },
-  ) {}
-
-  start(): void {
-    const every = this.deps.intervalMs ?? 2_000;
-    this.timer = setInterval(() => {
-      if (this.running) return;
-      this.running = this.sweep()
-        .catch((err: unknown) => this.deps.log.error('logs.archive_sweep_failed', { err }))
-        .finally(() => {
-          this.running = null;
-        });
-    }, every);
-    this.timer.unref();
-  }
-
-  async stop(): Promise<void> {
-    if (this.timer) clearInterval(this.timer);
-    await this.running;
-  }
-
-  /** One pass: archive what is ready, then apply retention. */
-  async sweep(): Promise<void> {
+  /** One archival pass: moves up to 50 finished logs that are ready to the archive. */
+  async archivePass(): Promise<void> {
     const { rows } = await sql<{ agent_id: string; project_id: string; archived_seq: string; closed_seq: string }>`
       SELECT l.agent_id, l.project_id, l.archived_seq, l.closed_seq FROM agent_logs l
         LEFT JOIN agents a ON a.id = l.agent_id
@@ -50,7 +28,6 @@ export class LogArchiver {
           AND (a.id IS NULL OR a.phase IN ('stopped', 'error'))
         LIMIT 50`.execute(this.deps.db);
     for (const r of rows) await this.archive(r.agent_id, r.project_id, Number(r.archived_seq), Number(r.closed_seq));
-    await this.retention();
   }
 
   private async archive(agentId: string, projectId: string, from: number, to: number): Promise<void> {
@@ -91,11 +68,15 @@ export class LogArchiver {
     }
   }
 
-  private async retention(): Promise<void> {
+  /** One retention pass: removes up to 100 logs past their project's retention, archive and hot chunks alike. */
+  async retentionPass(): Promise<void> {
     const { rows } = await sql<{ agent_id: string; project_id: string }>`
       SELECT l.agent_id, l.project_id FROM agent_logs l JOIN projects p ON p.id = l.project_id
         WHERE l.updated_at < now() - make_interval(days => p.log_retention_days)
           AND NOT EXISTS (SELECT 1 FROM agents a WHERE a.id = l.agent_id AND a.phase NOT IN ('stopped', 'error'))
+          -- A log the archival job has yet to move is left to it (the two jobs may run at once, and
+          -- a batch archived after the prefix was deleted would stay behind); it expires once moved.
+          AND NOT (l.closed_seq IS NOT NULL AND l.archived_seq < l.closed_seq AND l.stored_seq >= l.closed_seq)
         LIMIT 100`.execute(this.deps.db);
     for (const r of rows) {
       await this.deps.archive.deletePrefix(`${r.project_id}/${r.agent_id}`);

@@ -15,6 +15,8 @@ const HIGH_WATER_BYTES = 32 * 1024 * 1024;
 const BATCH_CHUNKS = 256;
 const BATCH_DELAY_MS = 5;
 const OWNER_CACHE_MS = 30_000;
+/** How soon a batch Postgres refused is tried again. */
+const STORE_RETRY_MS = 1_000;
 
 interface Pending {
   brokerId: string;
@@ -44,8 +46,12 @@ export class LogIngest {
       store: LogStore;
       events: EventBus;
       log: Logger;
+      /** Counts bytes received from brokers. */
+      onReceived?: (bytes: number) => void;
       /** Counts bytes stored and chunks resent (already stored). */
       onStored?: (bytes: number) => void;
+      /** Counts acknowledgements sent to brokers. */
+      onAcked?: (acks: number) => void;
     },
   ) {}
 
@@ -53,6 +59,7 @@ export class LogIngest {
   receive(brokerId: string, chunk: LogChunk, ack: (agentId: string, seq: number) => void): boolean {
     // Live readers get a chunk as it arrives when its owner is known already (the common case):
     // they need not wait for Postgres.
+    this.deps.onReceived?.(chunk.data.length);
     const owner = this.owners.get(chunk.agentId);
     const published = owner !== undefined && owner.brokerId === brokerId && owner.projectId !== null;
     if (published) this.deps.events.publish(logTopic(chunk.agentId), encodeLogChunk(chunk));
@@ -99,35 +106,44 @@ export class LogIngest {
       const batch = this.queue.splice(0, BATCH_CHUNKS);
       const bytes = batch.reduce((n, p) => n + p.chunk.data.length, 0);
       try {
-        const accepted: Array<Pending & { projectId: string }> = [];
+        const accepted: Array<{ p: Pending; projectId: string }> = [];
         for (const p of batch) {
           let owner = await this.ownerOf(p.chunk.agentId);
           // The agent may have moved to another broker since it was cached: look again before refusing.
           if (owner.brokerId !== null && owner.brokerId !== p.brokerId) owner = await this.ownerOf(p.chunk.agentId, true);
           // Only the broker that holds the agent (or held it, for a deleted agent's remaining log) may write its log.
-          if (owner.projectId !== null && (owner.brokerId === null || owner.brokerId === p.brokerId)) accepted.push({ ...p, projectId: owner.projectId });
+          if (owner.projectId !== null && (owner.brokerId === null || owner.brokerId === p.brokerId)) accepted.push({ p, projectId: owner.projectId });
           else this.deps.log.warn('logs.chunk_refused', { agentId: p.chunk.agentId, brokerId: p.brokerId, seq: p.chunk.seq });
         }
         // Live readers get the chunks before they are stored: a reader that misses one (it subscribed
         // between publish and store) finds it in Postgres once stored, and never shows a gap meanwhile.
-        for (const p of accepted) if (!p.published) this.deps.events.publish(logTopic(p.chunk.agentId), encodeLogChunk(p.chunk));
-        await this.deps.store.insert(accepted.map((p) => ({ chunk: p.chunk, projectId: p.projectId })));
-        this.deps.onStored?.(accepted.reduce((n, p) => n + p.chunk.data.length, 0));
-        // Refused chunks are acknowledged too: the broker has nothing to gain from resending them.
-        const highest = new Map<string, Pending>();
-        for (const p of batch) {
-          const key = `${p.brokerId}/${p.chunk.agentId}`;
-          const cur = highest.get(key);
-          if (!cur || cur.chunk.seq < p.chunk.seq) highest.set(key, p);
+        for (const { p } of accepted) {
+          if (p.published) continue;
+          this.deps.events.publish(logTopic(p.chunk.agentId), encodeLogChunk(p.chunk));
+          p.published = true;
         }
-        for (const p of highest.values()) p.ack(p.chunk.agentId, p.chunk.seq);
+        await this.deps.store.insert(accepted.map(({ p, projectId }) => ({ chunk: p.chunk, projectId })));
+        this.deps.onStored?.(accepted.reduce((n, { p }) => n + p.chunk.data.length, 0));
       } catch (err) {
-        // Not acknowledged: the broker resends after its next reconnect. Nothing is lost.
-        this.deps.log.error('logs.store_failed', { chunks: batch.length, err });
-      } finally {
-        this.queuedBytes -= bytes;
-        if (this.queuedBytes < HIGH_WATER_BYTES) for (const w of this.drainWaiters.splice(0)) w();
+        // Postgres is away: keep the batch, in order, and try again shortly. Nothing is acknowledged
+        // meanwhile, and the backlog's high-water mark pauses the tunnels that feed it.
+        this.deps.log.error('logs.store_failed', { chunks: batch.length, retryInMs: STORE_RETRY_MS, err });
+        this.queue.unshift(...batch);
+        const retry = setTimeout(() => this.flushSoon(0), STORE_RETRY_MS);
+        retry.unref();
+        return;
       }
+      // Refused chunks are acknowledged too: the broker has nothing to gain from resending them.
+      const highest = new Map<string, Pending>();
+      for (const p of batch) {
+        const key = `${p.brokerId}/${p.chunk.agentId}`;
+        const cur = highest.get(key);
+        if (!cur || cur.chunk.seq < p.chunk.seq) highest.set(key, p);
+      }
+      for (const p of highest.values()) p.ack(p.chunk.agentId, p.chunk.seq);
+      this.deps.onAcked?.(highest.size);
+      this.queuedBytes -= bytes;
+      if (this.queuedBytes < HIGH_WATER_BYTES) for (const w of this.drainWaiters.splice(0)) w();
     }
   }
 

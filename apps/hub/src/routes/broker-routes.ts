@@ -149,6 +149,10 @@ export function brokerRoutes(ctx: HubContext): RouteSpec[] {
           // Say precisely why, so an operator knows whether to re-register or check the command line.
           const b = await db.selectFrom('brokers').select(['join_token_hash', 'join_expires_at', 'joined_at']).where('id', '=', body.brokerId).executeTakeFirst();
           if (!b) throw new GraftError('not_found', 'no broker with this id: check the brokerId in the join command');
+          // An expired token of a broker that never joined may have been swept (its hash cleared): still "expired".
+          if (b.join_token_hash === null && b.joined_at === null && b.join_expires_at <= new Date()) {
+            throw new GraftError('join_token_expired', `the join token expired at ${b.join_expires_at.toISOString()}; register the broker again`);
+          }
           // The token is checked first, so a wrong token learns nothing about the broker's state.
           if (b.join_token_hash === null || !b.join_token_hash.equals(hashToken(body.joinToken))) throw new GraftError('join_token_invalid', 'the join token does not belong to this broker');
           if (b.joined_at !== null) throw new GraftError('join_token_consumed', 'this broker has already joined; its join token cannot be used again (register a new broker)');

@@ -4,7 +4,8 @@ import type { RawData, WebSocket } from 'ws';
 import type { Authenticator } from '../auth/authenticator.js';
 import { hasRole } from '../domain/access.js';
 import type { HubContext } from '../hub-context.js';
-import type { AttachSink, BrokerSession } from './broker-session.js';
+import type { AttachChannel } from '../cluster/replica-router.js';
+import type { AttachSink } from './broker-session.js';
 import { type AcceptedSocket, agentPathMatcher, viewerPrincipal, viewerUser, type WsRoute } from './ws-route.js';
 
 /** Output a viewer may leave unread before it is dropped (close 1013) rather than buffered further. */
@@ -18,8 +19,8 @@ const EARLY_OUTPUT_LIMIT = 256 * 1024;
 export interface AttachRouteDeps {
   ctx: HubContext;
   authenticator: Authenticator;
-  /** The ready tunnel session of a broker on this hub replica, if any. */
-  session(brokerId: string): BrokerSession | undefined;
+  /** Where the broker's attach streams go (its tunnel here, or forwarded to the replica holding it); undefined when no replica holds it. */
+  channel(brokerId: string): Promise<AttachChannel | undefined>;
   /** How long the broker may take to open the terminal. */
   openTimeoutMs: number;
 }
@@ -57,15 +58,15 @@ export function attachRoute(deps: AttachRouteDeps): WsRoute {
         if (!hasRole(role, 'member')) throw new GraftError('forbidden', `requires role member in the agent's project (you are ${role})`, { required: 'member', role });
       }
       if (row.phase !== 'running') throw new GraftError('conflict', `the agent is ${row.phase}: only a running agent can be attached to`, { phase: row.phase });
-      const session = row.broker_id ? deps.session(row.broker_id) : undefined;
-      if (!session?.isReady) throw new GraftError('unavailable', "the agent's broker is not connected to this hub replica");
+      const session = row.broker_id ? await deps.channel(row.broker_id) : undefined;
+      if (!session) throw new GraftError('unavailable', "the agent's broker is not connected to the hub");
       return openStream(deps, session, agentId, query.data);
     },
   };
 }
 
 /** Opens the broker's terminal; resolves once it runs (or throws why not), then relays for the viewer. */
-async function openStream(deps: AttachRouteDeps, session: BrokerSession, agentId: string, size: { cols: number; rows: number }): Promise<AcceptedSocket> {
+async function openStream(deps: AttachRouteDeps, session: AttachChannel, agentId: string, size: { cols: number; rows: number }): Promise<AcceptedSocket> {
   const streamId = randomUUID();
   const log = deps.ctx.log.child({ component: 'attach', agentId, streamId });
   let viewer: WebSocket | null = null;

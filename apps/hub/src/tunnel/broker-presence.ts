@@ -99,6 +99,17 @@ export class BrokerPresence {
     if (this.queued.size === 0) return;
     const batch = [...this.queued];
     this.queued.clear();
+    try {
+      await this.write(batch);
+    } catch (err) {
+      // Postgres away: keep the newest heartbeat of each broker for the next flush, so brokers
+      // look alive as soon as the database is back, not one heartbeat later.
+      for (const [id, h] of batch) if (!this.queued.has(id)) this.queued.set(id, h);
+      throw err;
+    }
+  }
+
+  private async write(batch: Array<[string, { session: string; at: Date; load: BrokerLoad }]>): Promise<void> {
     await this.pool.query({
       name: 'broker_heartbeats_write',
       text: WRITE_HEARTBEATS,

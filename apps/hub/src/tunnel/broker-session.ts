@@ -227,13 +227,21 @@ export class BrokerSession {
         this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'heartbeat_ack' });
         return;
       case 'status':
-        void this.deps.dispatcher.statusReported(this.brokerId, msg.agent);
+        void this.deps.dispatcher.statusReported(this.brokerId, msg.agent).then((written) => {
+          if (!written) this.unrecorded('status');
+        });
         return;
       case 'removed':
-        void this.deps.dispatcher.removed(this.brokerId, msg.agentId, msg.generation).catch((err: unknown) => this.log.error('agent.remove_failed', { agentId: msg.agentId, err }));
+        void this.deps.dispatcher.removed(this.brokerId, msg.agentId, msg.generation).catch((err: unknown) => {
+          this.log.error('agent.remove_failed', { agentId: msg.agentId, err });
+          this.unrecorded('removed');
+        });
         return;
       case 'log_closed':
-        void this.deps.logs.closed(this.brokerId, msg.agentId, msg.lastSeq).catch((err: unknown) => this.log.error('logs.close_failed', { agentId: msg.agentId, err }));
+        void this.deps.logs.closed(this.brokerId, msg.agentId, msg.lastSeq).catch((err: unknown) => {
+          this.log.error('logs.close_failed', { agentId: msg.agentId, err });
+          this.unrecorded('log_closed');
+        });
         return;
       case 'attach_opened':
         this.attachStreams.get(msg.streamId)?.opened();
@@ -257,6 +265,16 @@ export class BrokerSession {
         throw new Error(`unhandled broker message ${JSON.stringify(unreachable)}`);
       }
     }
+  }
+
+  /**
+   * A report could not be recorded (Postgres away). Reports are only sent on change, so a dropped one
+   * would leave the hub wrong until the next: close the tunnel instead, and the broker's reconnect
+   * (with backoff) resends its whole inventory, level-triggered, once the database is back.
+   */
+  private unrecorded(what: string): void {
+    this.log.warn('tunnel.report_unrecorded', { what });
+    this.close(1011, 'hub could not record a report: reconnect and resend');
   }
 
   private async onHello(hello: HelloMessage): Promise<void> {

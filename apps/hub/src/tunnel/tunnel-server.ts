@@ -27,6 +27,8 @@ export interface TunnelServerDeps {
   heartbeatIntervalMs: number;
   requestTimeoutMs: number;
   log: Logger;
+  /** Told when a broker's tunnel becomes ready here and when it closes (the replica router claims and releases it). */
+  onTunnel?: { opened(brokerId: string): void; closed(brokerId: string): void };
 }
 
 /**
@@ -153,12 +155,16 @@ export class TunnelServer implements TunnelRouter {
     this.sessions.set(session.brokerId, session);
     this.deps.metrics.tunnels.set(this.sessions.size);
     if (old && old !== session) old.close(TunnelCloseCode.superseded, 'replaced by a newer connection');
+    this.deps.onTunnel?.opened(session.brokerId);
   }
 
   private closed(session: BrokerSession): void {
     this.connecting.delete(session);
     // Only the broker's current session may remove the entry: a stale one closing late leaves the new one alone.
-    if (this.sessions.get(session.brokerId) === session) this.sessions.delete(session.brokerId);
+    if (this.sessions.get(session.brokerId) === session) {
+      this.sessions.delete(session.brokerId);
+      this.deps.onTunnel?.closed(session.brokerId);
+    }
     this.deps.metrics.tunnels.set(this.sessions.size);
   }
 }

@@ -1,0 +1,85 @@
+import { randomBytes, randomUUID } from 'node:crypto';
+import { GraftClient } from '@graft/client';
+import { createFreshDatabase, type FreshDatabase, type HubProcess, registerAndJoinBroker, SimBroker, startHubProcess, waitUntil } from '@graft/testkit';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+
+// Two hub replicas on one database and one Redis (a prefix of their own): a broker's tunnel is on
+// replica A; what replica B is asked to do for that broker is forwarded to A and answered back,
+// at once, instead of waiting for A's redelivery sweep (≥ 5 s).
+let database: FreshDatabase;
+let hubs: HubProcess[] = [];
+const adminToken = randomBytes(32).toString('hex');
+const masterKey = randomBytes(32).toString('hex');
+
+beforeAll(async () => {
+  database = await createFreshDatabase(inject('pgAdminUrl'));
+  const env = { GRAFT_ADMIN_TOKEN: adminToken, GRAFT_MASTER_KEY: masterKey, REDIS_URL: inject('redisUrl'), GRAFT_REDIS_PREFIX: `routing-${randomUUID()}` };
+  hubs = await Promise.all([0, 1].map(() => startHubProcess({ databaseUrl: database.url, env })));
+});
+
+afterAll(async () => {
+  await Promise.all(hubs.map((h) => h.stop()));
+  await database?.drop();
+});
+
+async function metric(hub: HubProcess, line: RegExp): Promise<number> {
+  const text = await (await fetch(`${hub.url}/metrics`)).text();
+  const m = text.split('\n').find((l) => line.test(l));
+  return m ? Number(m.split(' ').at(-1)) : 0;
+}
+
+describe('tunnel routing across replicas (Redis)', () => {
+  it("forwards commands issued on a replica that does not hold the broker's tunnel to the one that does, and the answer back", async () => {
+    const [a, b] = hubs;
+    if (!a || !b) throw new Error('two hubs expected');
+    const joined = await registerAndJoinBroker(a.url, adminToken, { name: 'routed', autoProvide: true });
+    const sim = new SimBroker({ hubUrl: a.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    try {
+      expect((await sim.connect()).ok).toBe(true);
+      const onB = new GraftClient({ baseUrl: b.url, token: adminToken });
+      const project = (await onB.registerProject({ name: 'routed' })).project;
+      await onB.createTemplate({ name: 't', projectId: project.id, harness: 'command', command: ['true'] });
+      const routedBefore = await metric(b, /^graft_routed_commands_total\{outcome="ok"\}/);
+      const started = Date.now();
+      const agent = await onB.createAgent({ projectId: project.id, name: 'a', template: 't' });
+      expect(agent.brokerId).toBe(joined.brokerId);
+      await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === agent.id && c.command === 'create'), 3_000);
+      // B applied the broker's answer itself (its result carries the observed state): no sweep involved.
+      await waitUntil(async () => (await onB.getAgent(agent.id)).phase === 'running', 3_000);
+      expect(Date.now() - started).toBeLessThan(3_000);
+      expect(await metric(b, /^graft_routed_commands_total\{outcome="ok"\}/)).toBeGreaterThan(routedBefore);
+      expect(b.logs.some((l) => l.event === 'dispatch.deferred' && l.agentId === agent.id)).toBe(false);
+      // A lifecycle action on B reaches the broker the same way.
+      await onB.agentAction(agent.id, 'stop');
+      await sim.waitFor(() => sim.commands.some((c) => c.agent.agentId === agent.id && c.command === 'stop'), 3_000);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('answers unreachable at once (no forward) when no replica holds the tunnel, and the agent waits for reconciliation', async () => {
+    const [a, b] = hubs;
+    if (!a || !b) throw new Error('two hubs expected');
+    const joined = await registerAndJoinBroker(a.url, adminToken, { name: 'gone', autoProvide: true });
+    const sim = new SimBroker({ hubUrl: a.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    expect((await sim.connect()).ok).toBe(true);
+    const onB = new GraftClient({ baseUrl: b.url, token: adminToken });
+    const project = (await onB.registerProject({ name: 'gone' })).project;
+    await onB.createTemplate({ name: 't', projectId: project.id, harness: 'command', command: ['true'] });
+    const agent = await onB.createAgent({ projectId: project.id, name: 'a', template: 't', brokerId: joined.brokerId });
+    await waitUntil(async () => (await onB.getAgent(agent.id)).phase === 'running', 3_000);
+    await sim.close();
+    // The tunnel closed on A, which released its claim: B does not wait out a deadline.
+    const unreachableBefore = await metric(b, /^graft_routed_commands_total\{outcome="unreachable"\}/);
+    await onB.agentAction(agent.id, 'stop');
+    await waitUntil(async () => (await metric(b, /^graft_routed_commands_total\{outcome="unreachable"\}/)) > unreachableBefore, 3_000);
+    // Reconnecting (to B this time) delivers the desired state in the welcome.
+    const again = new SimBroker({ hubUrl: b.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    try {
+      const dial = await again.connect();
+      expect(dial.ok && dial.welcome.desired.find((d) => d.agentId === agent.id)?.desiredState).toBe('stopped');
+    } finally {
+      await again.close();
+    }
+  });
+});
