@@ -435,7 +435,7 @@ describe('two hub replicas behind deploy/nginx/graft.conf', () => {
     url = `http://127.0.0.1:${port}`;
     database = await createFreshDatabase(inject('pgAdminUrl'));
     const masterKey = randomBytes(32).toString('hex');
-    const env = { REDIS_URL: inject('redisUrl'), GRAFT_ADMIN_TOKEN: adminToken, GRAFT_MASTER_KEY: masterKey, GRAFT_HUB_PUBLIC_URL: url };
+    const env = { REDIS_URL: inject('redisUrl'), GRAFT_REDIS_PREFIX: `deploy-${randomBytes(6).toString('hex')}`, GRAFT_ADMIN_TOKEN: adminToken, GRAFT_MASTER_KEY: masterKey, GRAFT_HUB_PUBLIC_URL: url };
     const dbUrl = database.url;
     hubs = await Promise.all([0, 1].map(() => startHubProcess({ databaseUrl: dbUrl, env })));
     dir = mkdtempSync(join(tmpdir(), 'graft-nginx-'));

@@ -14,7 +14,7 @@ const masterKey = randomBytes(32).toString('hex');
 
 beforeAll(async () => {
   database = await createFreshDatabase(inject('pgAdminUrl'));
-  const env = { GRAFT_ADMIN_TOKEN: adminToken, GRAFT_MASTER_KEY: masterKey, REDIS_URL: inject('redisUrl') };
+  const env = { GRAFT_ADMIN_TOKEN: adminToken, GRAFT_MASTER_KEY: masterKey, REDIS_URL: inject('redisUrl'), GRAFT_REDIS_PREFIX: `logs-replicas-${randomBytes(6).toString('hex')}` };
   hubs = [await startHubProcess({ databaseUrl: database.url, env }), await startHubProcess({ databaseUrl: database.url, env })];
   brokers = new TestBrokers(hubs[0]?.url ?? '', adminToken);
 });

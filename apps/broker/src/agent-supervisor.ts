@@ -230,6 +230,11 @@ export class AgentSupervisor {
         if (!newGeneration) {
           // Same generation again (a reconnect's desired set): make sure it still runs, never start a finished run again.
           if (running) return current.phase === 'running' ? current : this.report(current, { phase: 'running', detail: null, exitCode: null });
+          // The run ended and its exit is still queued behind this command: settle it now, never start it again.
+          if (state.state === 'exited' && current.phase === 'running') {
+            await this.finish(current, runtime, state.exitCode, state.signal);
+            return this.deps.records.get(d.agentId) ?? current;
+          }
           // This generation's run happened (and may have ended): never again.
           if (current.acted && !BUSY.has(current.phase)) return current;
           // A start (or restart) interrupted by a broker restart: it passes through stopped, which the hub accepts from any phase, and starts again.

@@ -29,6 +29,8 @@ export interface BrokerProcessOptions {
   dataDir: string;
   credentials?: JoinedBroker;
   env?: Record<string, string>;
+  /** argv run before `node main.js`, e.g. `ip netns exec <ns>` for a broker in a network namespace; it must exec the command (the PID stays the broker's). */
+  commandPrefix?: readonly string[];
   timeoutMs?: number;
 }
 
@@ -56,7 +58,9 @@ export async function startBrokerProcess(options: BrokerProcessOptions): Promise
     GRAFT_BROKER_BACKOFF_MAX_MS: '2000',
     ...options.env,
   };
-  const child: ChildProcess = spawn(process.execPath, [BROKER_MAIN], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command = process.execPath, ...prefixArgs] = options.commandPrefix ?? [];
+  const args = options.commandPrefix?.length ? [...prefixArgs, process.execPath, BROKER_MAIN] : [BROKER_MAIN];
+  const child: ChildProcess = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   const collected = collectProcessLogs(child, 'broker');
   const exited = new Promise<number | null>((ok) => child.once('exit', (code) => ok(code)));
   const waitForLog = collected.waitFor;

@@ -27,16 +27,17 @@ function freePort(): Promise<number> {
 }
 
 /**
- * Starts `redis-server` on a free loopback port with nothing persisted (Debian's package; it is
+ * Starts `redis-server` on a free loopback port (or `options.port`, to come back where clients
+ * reconnect) with nothing persisted (Debian's package; it is
  * never started by its install), and resolves once it answers PING. Fails with the apt-get line
  * when Redis is missing.
  */
-export async function startTestRedis(): Promise<TestRedis> {
+export async function startTestRedis(options: { port?: number } = {}): Promise<TestRedis> {
   if (spawnSync('redis-server', ['--version'], { stdio: 'ignore' }).status !== 0) {
     throw new Error('redis-server is required by the tests (the event bus and cluster adapters run against a real Redis); install it with: apt-get install -y redis-server');
   }
   const dir = mkdtempSync(join(tmpdir(), 'graft-test-redis-'));
-  const port = await freePort();
+  const port = options.port ?? (await freePort());
   const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--daemonize', 'no'], {
     stdio: 'ignore',
   });

@@ -67,6 +67,9 @@ export class BrokerSession {
   /** This connection's id: presence writes name it, so a stale session can never clobber a newer one. */
   readonly sessionId = randomUUID();
   private ready = false;
+  /** The welcome went out; until then commands wait in `heldForWelcome`. */
+  private welcomed = false;
+  private readonly heldForWelcome: HubMessage[] = [];
   private helloSeen = false;
   private closed = false;
   private lastHeard = Date.now();
@@ -109,8 +112,18 @@ export class BrokerSession {
       }, this.deps.requestTimeoutMs);
       timer.unref();
       this.pending.set(id, { resolve, timer });
-      this.send(msg);
+      this.sendAfterWelcome(msg);
     });
+  }
+
+  /**
+   * Commands go out only after the welcome: the broker removes whatever its welcome's desired set
+   * lacks, and that set is read from Postgres before the welcome is sent, so a create sent ahead
+   * of it (for an agent placed meanwhile) would be undone. Held ones follow the welcome in order.
+   */
+  private sendAfterWelcome(msg: HubMessage): void {
+    if (this.welcomed) this.send(msg);
+    else this.heldForWelcome.push(msg);
   }
 
   /** Opens an attach stream (`attach_open`); the sink hears `opened`, output and the end. Closed at once if the tunnel is not ready. */
@@ -120,7 +133,7 @@ export class BrokerSession {
       return;
     }
     this.attachStreams.set(streamId, sink);
-    this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'attach_open', streamId, agentId, cols: size.cols, rows: size.rows });
+    this.sendAfterWelcome({ v: TUNNEL_PROTOCOL_VERSION, type: 'attach_open', streamId, agentId, cols: size.cols, rows: size.rows });
   }
 
   /** Viewer input for an attach stream, as terminal frames. */
@@ -298,6 +311,8 @@ export class BrokerSession {
       this.deps.onReady(this);
       const desired = await this.deps.dispatcher.brokerConnected(this.brokerId, hello.inventory);
       this.send({ v: TUNNEL_PROTOCOL_VERSION, type: 'welcome', version, sessionId: this.sessionId, heartbeatIntervalMs: this.deps.heartbeatIntervalMs, desired });
+      this.welcomed = true;
+      for (const msg of this.heldForWelcome.splice(0)) this.send(msg);
       void this.deps.dispatcher.brokerWelcomed(this.brokerId).catch((err: unknown) => this.log.error('message.redeliver_failed', { err }));
       this.log.info('tunnel.connected', { hostname: hello.hostname, brokerVersion: hello.brokerVersion, inventory: hello.inventory.length, desired: desired.length });
       this.heartbeatWatch = setInterval(() => {
