@@ -32,6 +32,10 @@ export function createDatabase(options: DatabaseOptions): DatabaseHandle {
   });
   // An idle client that loses its connection must not crash the process; the next query reconnects.
   pool.on('error', () => {});
+  // Nor may a checked-out one (a transaction between two statements, a lock holder) when the server
+  // goes away: pg emits its FATAL (57P01 on shutdown) as an 'error' event, which would be unhandled.
+  // The statement in flight fails on its own and the pool drops the broken client.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, pool, destroy: () => db.destroy() };
 }
