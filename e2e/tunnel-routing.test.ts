@@ -82,4 +82,30 @@ describe('tunnel routing across replicas (Redis)', () => {
       await again.close();
     }
   });
+
+  // Last: it kills replica A.
+  it('fails a forwarded command within seconds, not at its deadline, when the replica holding the tunnel dies', async () => {
+    const [a, b] = hubs;
+    if (!a || !b) throw new Error('two hubs expected');
+    const joined = await registerAndJoinBroker(a.url, adminToken, { name: 'orphaned', autoProvide: true });
+    const sim = new SimBroker({ hubUrl: a.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    try {
+      expect((await sim.connect()).ok).toBe(true);
+      const onB = new GraftClient({ baseUrl: b.url, token: adminToken });
+      const project = (await onB.registerProject({ name: 'orphaned' })).project;
+      await onB.createTemplate({ name: 't', projectId: project.id, harness: 'command', command: ['true'] });
+      const agent = await onB.createAgent({ projectId: project.id, name: 'a', template: 't', brokerId: joined.brokerId });
+      await waitUntil(async () => (await onB.getAgent(agent.id)).phase === 'running', 3_000);
+      // A dies without a word: its claim on the tunnel stays in Redis until it expires (3 heartbeats).
+      await a.stop('SIGKILL');
+      const sent = Date.now();
+      await onB.agentAction(agent.id, 'stop');
+      await waitUntil(async () => b.logs.some((l) => l.event === 'mesh.owner_gone' && l.agentId === agent.id), 8_000);
+      // Well inside the 10 s request deadline: B noticed A was gone (its presence lapsed) and gave up.
+      expect(Date.now() - sent).toBeLessThan(8_000);
+      expect(b.logs.some((l) => l.event === 'mesh.command_timeout' && l.agentId === agent.id)).toBe(false);
+    } finally {
+      await sim.close();
+    }
+  }, 30_000);
 });

@@ -21,6 +21,7 @@ export class InProcessTunnelMesh implements TunnelMesh {
   ) {
     this.replicaId = options.replicaId ?? randomUUID();
     this.now = options.now ?? Date.now;
+    this.network.members.set(this.replicaId, () => {});
   }
 
   private readonly now: () => number;
@@ -42,6 +43,10 @@ export class InProcessTunnelMesh implements TunnelMesh {
       return null;
     }
     return entry.replicaId;
+  }
+
+  async alive(replicaId: string): Promise<boolean> {
+    return this.network.members.has(replicaId);
   }
 
   send(replicaId: string, frame: Buffer): void {

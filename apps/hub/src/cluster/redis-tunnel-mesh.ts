@@ -20,7 +20,10 @@ export class RedisTunnelMesh implements TunnelMesh {
   private handler: (frame: Buffer) => void = () => {};
   private readonly prefix: string;
 
-  constructor(url: string, options: { prefix?: string; replicaId?: string; log?: Logger } = {}) {
+  private readonly presence: NodeJS.Timeout;
+  private readonly presenceTtlMs: number;
+
+  constructor(url: string, options: { prefix?: string; replicaId?: string; log?: Logger; presenceTtlMs?: number } = {}) {
     this.replicaId = options.replicaId ?? randomUUID();
     this.prefix = options.prefix ?? 'graft';
     // Fail fast while disconnected rather than queue: a routed command has a deadline anyway.
@@ -32,6 +35,22 @@ export class RedisTunnelMesh implements TunnelMesh {
       if (ch.toString('utf8') === channel) this.handler(message);
     });
     this.sub.subscribe(channel).catch((err: unknown) => options.log?.warn('mesh.subscribe_failed', { reason: err instanceof Error ? err.message : String(err) }));
+    // Presence: refreshed three times per time to live, so a replica that dies is gone within one TTL.
+    this.presenceTtlMs = options.presenceTtlMs ?? 3_000;
+    const announce = () => {
+      this.cmd.set(this.presenceKey(this.replicaId), '1', 'PX', this.presenceTtlMs).catch(() => {});
+    };
+    this.cmd.on('ready', announce);
+    this.presence = setInterval(announce, Math.max(50, Math.floor(this.presenceTtlMs / 3)));
+    this.presence.unref();
+  }
+
+  private presenceKey(replicaId: string): string {
+    return `${this.prefix}:replica-alive:${replicaId}`;
+  }
+
+  async alive(replicaId: string): Promise<boolean> {
+    return (await this.cmd.exists(this.presenceKey(replicaId))) === 1;
   }
 
   private channel(replicaId: string): string {
@@ -46,6 +65,7 @@ export class RedisTunnelMesh implements TunnelMesh {
   async ready(): Promise<void> {
     const up = (c: Redis) => (c.status === 'ready' ? Promise.resolve() : new Promise<void>((ok) => c.once('ready', () => ok())));
     await Promise.all([up(this.cmd), up(this.sub)]);
+    await this.cmd.set(this.presenceKey(this.replicaId), '1', 'PX', this.presenceTtlMs);
     // The subscription is sent on connect; a ping after it on the same connection confirms it is in place.
     await this.sub.ping();
   }
@@ -79,6 +99,8 @@ export class RedisTunnelMesh implements TunnelMesh {
 
   async close(): Promise<void> {
     this.handler = () => {};
+    clearInterval(this.presence);
+    await this.cmd.del(this.presenceKey(this.replicaId)).catch(() => {});
     // quit waits for Redis; while it is away there is nothing to say goodbye to.
     await Promise.allSettled([this.cmd, this.sub].map((c) => (c.status === 'ready' ? c.quit() : Promise.resolve(c.disconnect()))));
   }

@@ -52,9 +52,13 @@ const STREAM_SILENCE_MS = 3 * STREAM_PING_MS;
 const TUNNEL_GONE = 'the broker tunnel closed';
 
 interface PendingCommand {
-  resolve: (r: ResultMessage | null) => void;
+  peer: string;
+  resolve: (r: ResultMessage | null | 'peer_gone') => void;
   timer: NodeJS.Timeout;
 }
+
+/** How often the replicas this one waits on are checked for life (a dead one fails its waits at once, not at their deadline). */
+const PEER_CHECK_MS = 1_000;
 
 /** A stream this replica forwards for its viewer to the replica holding the tunnel. */
 interface ForwardedStream {
@@ -88,7 +92,11 @@ export class ReplicaRouter implements TunnelRouter {
 
   constructor(private readonly deps: ReplicaRouterDeps) {
     deps.mesh.receive((frame) => this.onFrame(frame));
-    this.timers.push(setInterval(() => this.refreshClaims(), deps.heartbeatIntervalMs), setInterval(() => this.pingStreams(), STREAM_PING_MS));
+    this.timers.push(
+      setInterval(() => this.refreshClaims(), deps.heartbeatIntervalMs),
+      setInterval(() => this.pingStreams(), STREAM_PING_MS),
+      setInterval(() => void this.checkPeers(), PEER_CHECK_MS),
+    );
     for (const t of this.timers) t.unref();
   }
 
@@ -132,18 +140,18 @@ export class ReplicaRouter implements TunnelRouter {
       return null;
     }
     const id = `${this.replicaId}:${++this.nextId}`;
-    const result = await new Promise<ResultMessage | null | 'timeout'>((resolve) => {
+    const result = await new Promise<ResultMessage | null | 'timeout' | 'peer_gone'>((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(id);
         resolve('timeout');
       }, this.deps.requestTimeoutMs);
       timer.unref();
-      this.pending.set(id, { resolve, timer });
+      this.pending.set(id, { peer: owner, resolve, timer });
       this.sendTo(owner, { type: 'command', id, from: this.replicaId, brokerId, command, agent, ...(message !== undefined ? { message } : {}) });
     });
-    if (result === 'timeout') {
-      this.deps.metrics.routedCommands.inc({ outcome: 'timeout' });
-      this.deps.log.warn('mesh.command_timeout', { brokerId, owner, command, agentId: agent.agentId });
+    if (result === 'timeout' || result === 'peer_gone') {
+      this.deps.metrics.routedCommands.inc({ outcome: result === 'timeout' ? 'timeout' : 'unreachable' });
+      this.deps.log.warn(result === 'timeout' ? 'mesh.command_timeout' : 'mesh.owner_gone', { brokerId, owner, command, agentId: agent.agentId });
       return null;
     }
     this.deps.metrics.routedCommands.inc({ outcome: result === null ? 'unreachable' : 'ok' });
@@ -312,6 +320,38 @@ export class ReplicaRouter implements TunnelRouter {
         this.sendTo(peer, { type: 'attach_close', streamId, reason: why.slice(0, 256) });
       },
     });
+  }
+
+  /** Fails what waits on a replica that is gone (killed, say): its commands answer unreachable, its streams end. */
+  private async checkPeers(): Promise<void> {
+    const peers = new Set<string>();
+    for (const p of this.pending.values()) peers.add(p.peer);
+    for (const s of this.forwarded.values()) peers.add(s.peer);
+    for (const s of this.served.values()) peers.add(s.peer);
+    for (const peer of peers) {
+      // Redis away: nothing can be told, the deadlines decide.
+      const alive = await this.deps.mesh.alive(peer).catch(() => true);
+      if (alive) continue;
+      for (const [id, p] of this.pending) {
+        if (p.peer !== peer) continue;
+        this.pending.delete(id);
+        clearTimeout(p.timer);
+        p.resolve('peer_gone');
+      }
+      for (const [id, s] of this.forwarded) {
+        if (s.peer !== peer) continue;
+        this.forwarded.delete(id);
+        this.deps.log.warn('mesh.stream_lost', { streamId: id, peer });
+        s.sink.closed(TUNNEL_GONE);
+      }
+      for (const [id, s] of this.served) {
+        if (s.peer !== peer) continue;
+        // The viewer's replica is gone, and the viewer with it: end the terminal on the broker.
+        this.served.delete(id);
+        this.deps.log.warn('mesh.stream_lost', { streamId: id, peer });
+        s.channel.closeAttach(id);
+      }
+    }
   }
 
   private pingStreams(): void {

@@ -64,6 +64,16 @@ export function tunnelMeshContract(name: string, makeCluster: () => MeshCluster)
       expect(await b.owner(kept)).toBe(a.replicaId);
     });
 
+    it('a replica is alive from its start until it closes; an unknown one is not', async () => {
+      const [a, b] = await replicas(2);
+      if (!a || !b) throw new Error('two replicas');
+      expect(await a.alive(b.replicaId)).toBe(true);
+      expect(await b.alive(b.replicaId)).toBe(true);
+      expect(await a.alive('no-such-replica')).toBe(false);
+      await b.close();
+      expect(await a.alive(b.replicaId)).toBe(false);
+    });
+
     it('delivers frames to the addressed replica only, in order, bytes intact', async () => {
       const [a, b, c] = await replicas(3);
       if (!a || !b || !c) throw new Error('three replicas');

@@ -14,6 +14,8 @@ export interface TunnelMesh {
   release(brokerId: string): Promise<void>;
   /** The replica holding the broker's tunnel, or null when none claims it. */
   owner(brokerId: string): Promise<string | null>;
+  /** Whether a replica is up: it announces itself until it closes, and a crashed one stops within seconds. */
+  alive(replicaId: string): Promise<boolean>;
   /** Sends a frame to a replica; dropped when it is gone or unreachable. */
   send(replicaId: string, frame: Buffer): void;
   /** Sets what receives the frames sent to this replica. */
