@@ -34,6 +34,8 @@ export interface SimBrokerOptions {
   runtimes?: BrokerRuntime[];
   /** Headers that replace the signed ones (for tests of refused upgrades). */
   headers?: Record<string, string>;
+  /** Called with each command as it arrives, before it is answered (benchmarks time arrivals with it). */
+  onCommand?: (msg: CommandMessage) => void;
 }
 
 /** How a dial ended: welcomed, or refused before the upgrade with the hub's HTTP status and error code. */
@@ -114,6 +116,7 @@ export class SimBroker {
             break;
           case 'command':
             this.commands.push(msg);
+            this.options.onCommand?.(msg);
             this.onCommand(msg);
             break;
         }

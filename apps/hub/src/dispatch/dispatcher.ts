@@ -235,7 +235,9 @@ export class Dispatcher {
   async redeliver(): Promise<void> {
     const local = this.router?.localBrokerIds() ?? [];
     if (local.length === 0) return;
-    await this.deliverWaitingMessages(local);
+    // Only messages left waiting a while: a fresh one is being delivered by the replica that took it,
+    // and a second copy sent from here meanwhile would reach the agent twice.
+    await this.deliverWaitingMessages(local, REDELIVER_AFTER_MS);
     const stale = await this.deps.db
       .selectFrom('agents')
       .select('id')
@@ -354,13 +356,14 @@ export class Dispatcher {
   }
 
   /** Starts delivery for every running agent of these brokers that has messages waiting. */
-  private async deliverWaitingMessages(brokerIds: string[]): Promise<void> {
+  private async deliverWaitingMessages(brokerIds: string[], olderThanMs = 0): Promise<void> {
     const waiting = await this.deps.db
       .selectFrom('agent_messages as m')
       .innerJoin('agents as a', 'a.id', 'm.agent_id')
       .select('m.agent_id')
       .distinct()
       .where('m.state', '=', 'pending')
+      .where('m.created_at', '<=', new Date(Date.now() - olderThanMs))
       .where('a.phase', '=', 'running')
       .where('a.broker_id', 'in', brokerIds)
       .limit(PLACEMENT_BATCH)
