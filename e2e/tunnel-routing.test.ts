@@ -22,6 +22,29 @@ afterAll(async () => {
   await database?.drop();
 });
 
+/** Reads a Server-Sent Events stream in the background: the events' data, parsed, as they come. */
+function readEvents(url: string): { open: Promise<void>; events: Array<Record<string, unknown>>; abort(): void } {
+  const events: Array<Record<string, unknown>> = [];
+  const controller = new AbortController();
+  const open = fetch(url, { headers: { authorization: `Bearer ${adminToken}` }, signal: controller.signal }).then((res) => {
+    if (res.status !== 200 || !res.body) throw new Error(`event stream answered ${res.status}`);
+    expect(res.headers.get('content-type')).toContain('text/event-stream');
+    let buffered = '';
+    void (async () => {
+      for await (const piece of res.body as unknown as AsyncIterable<Uint8Array>) {
+        buffered += Buffer.from(piece).toString('utf8');
+        for (let end = buffered.indexOf('\n\n'); end >= 0; end = buffered.indexOf('\n\n')) {
+          const block = buffered.slice(0, end);
+          buffered = buffered.slice(end + 2);
+          const data = block.split('\n').find((l) => l.startsWith('data: '));
+          if (data) events.push(JSON.parse(data.slice(6)) as Record<string, unknown>);
+        }
+      }
+    })().catch(() => {});
+  });
+  return { open, events, abort: () => controller.abort() };
+}
+
 async function metric(hub: HubProcess, line: RegExp): Promise<number> {
   const text = await (await fetch(`${hub.url}/metrics`)).text();
   const m = text.split('\n').find((l) => line.test(l));
@@ -81,6 +104,35 @@ describe('tunnel routing across replicas (Redis)', () => {
     } finally {
       await again.close();
     }
+  });
+
+  it("streams agent state changes and broker presence made on one replica to a reader on another (the event bus)", async () => {
+    const [a, b] = hubs;
+    if (!a || !b) throw new Error('two hubs expected');
+    const onA = new GraftClient({ baseUrl: a.url, token: adminToken });
+    const project = (await onA.registerProject({ name: 'watched' })).project;
+    await onA.createTemplate({ name: 't', projectId: project.id, harness: 'command', command: ['true'] });
+    const agentEvents = readEvents(`${b.url}/api/v1/projects/${project.id}/events?maxSecs=10`);
+    const brokerEvents = readEvents(`${b.url}/api/v1/admin/broker-events?maxSecs=10`);
+    await Promise.all([agentEvents.open, brokerEvents.open]);
+    const joined = await registerAndJoinBroker(a.url, adminToken, { name: 'watched', projectIds: [project.id] });
+    const sim = new SimBroker({ hubUrl: a.url, brokerId: joined.brokerId, secretKey: joined.secretKey });
+    try {
+      expect((await sim.connect()).ok).toBe(true);
+      const replicaOfA = a.logs.find((l) => l.event === 'hub.listening')?.replicaId;
+      await waitUntil(async () => brokerEvents.events.some((e) => e.type === 'broker.presence' && e.brokerId === joined.brokerId && e.state === 'connected' && e.replicaId === replicaOfA), 5_000);
+      const agent = await onA.createAgent({ projectId: project.id, name: 'w', template: 't' });
+      await waitUntil(async () => agentEvents.events.some((e) => e.type === 'agent.state' && e.agentId === agent.id && e.phase === 'running'), 5_000);
+      const phases = agentEvents.events.filter((e) => e.agentId === agent.id).map((e) => e.phase);
+      // The broker's reports in the order they were written: provisioning and starting before running.
+      expect(phases.indexOf('provisioning')).toBeLessThan(phases.indexOf('running'));
+      expect(agentEvents.events.every((e) => e.projectId === project.id)).toBe(true);
+    } finally {
+      await sim.close();
+    }
+    await waitUntil(async () => brokerEvents.events.some((e) => e.brokerId === joined.brokerId && e.state === 'disconnected'), 5_000);
+    agentEvents.abort();
+    brokerEvents.abort();
   });
 
   // Last: it kills replica A.

@@ -43,6 +43,8 @@ const ROUTES: Route[] = [
   { method: 'GET', path: '/api/v1/users' },
   { method: 'POST', path: '/api/v1/admin/signing-keys/rotate' },
   { method: 'GET', path: '/api/v1/admin/jobs' },
+  { method: 'GET', path: '/api/v1/admin/broker-events?maxSecs=0' },
+  { method: 'GET', path: '/api/v1/projects/{P}/events?maxSecs=0', inP: true },
   { method: 'POST', path: '/api/v1/admin/jobs/no-such-run/retry' },
   { method: 'GET', path: '/api/v1/projects' },
   { method: 'POST', path: '/api/v1/projects/register', body: { name: 'matrix' } },
@@ -153,6 +155,13 @@ const specific: Case[] = [
   no('pAdmin', 'GET', '/api/v1/admin/jobs', 403, 'forbidden'),
   no('member', 'POST', '/api/v1/admin/jobs/no-such-run/retry', 403, 'forbidden'),
   ok('platform', 'GET', '/api/v1/admin/jobs', 200),
+  // Event streams: maxSecs=0 ends each right after its headers.
+  no('pAdmin', 'GET', '/api/v1/admin/broker-events?maxSecs=0', 403, 'forbidden'),
+  ok('platform', 'GET', '/api/v1/admin/broker-events?maxSecs=0', 200),
+  ok('viewer', 'GET', '/api/v1/projects/{P}/events?maxSecs=0', 200),
+  ok('readKey', 'GET', '/api/v1/projects/{P}/events?maxSecs=0', 200),
+  ok('platform', 'GET', '/api/v1/projects/{P}/events?maxSecs=0', 200),
+  no('platform', 'GET', '/api/v1/projects/00000000-0000-7000-8000-000000000000/events?maxSecs=0', 404, 'not_found'),
   no('platform', 'POST', '/api/v1/admin/jobs/no-such-run/retry', 404, 'not_found'),
 
   // Brokers are infrastructure: platform admins only, project admins included in the refusal.

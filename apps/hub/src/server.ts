@@ -23,6 +23,7 @@ import type { TunnelMesh } from './cluster/tunnel-mesh.js';
 import { applyLifecycleAction } from './domain/lifecycle-action.js';
 import type { EventBus } from './events/event-bus.js';
 import { InProcessEventBus } from './events/in-process-event-bus.js';
+import { publishAgentState, publishBrokerPresence } from './events/hub-event-topics.js';
 import { RedisEventBus } from './events/redis-event-bus.js';
 import { LogIngest } from './logs/log-ingest.js';
 import { FsLogArchive } from './logs/archive/fs-log-archive.js';
@@ -47,6 +48,7 @@ import { InFlight } from './http/in-flight.js';
 import { createHubMetrics } from './http/metrics.js';
 import type { RouteSpec } from './http/route.js';
 import { agentRoutes } from './routes/agent-routes.js';
+import { eventRoutes } from './routes/event-routes.js';
 import { authRoutes } from './routes/auth-routes.js';
 import { brokerRoutes } from './routes/broker-routes.js';
 import { metaRoutes } from './routes/meta-routes.js';
@@ -159,7 +161,9 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       },
       jobCounts: () => jobCounts(),
     });
-    const agentWriter = new AgentStateWriter(handle.pool);
+    const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'events' }) }) : new InProcessEventBus();
+    // Every written agent change is published: operators' event streams follow it on any replica.
+    const agentWriter = new AgentStateWriter(handle.pool, undefined, (row) => publishAgentState(events, row));
     const heartbeatIntervalMs = config.brokers.heartbeatIntervalMs;
     // Known once the server listens; agents are only dispatched after that.
     let hubUrl = config.http.publicUrl ?? '';
@@ -174,7 +178,6 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       log: log.child({ component: 'dispatch' }),
       onStatus: (outcome) => metrics.statusUpdates.inc({ outcome }),
     });
-    const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'events' }) }) : new InProcessEventBus();
     const archive: LogArchive =
       config.logArchive.kind === 's3'
         ? new S3LogArchive({
@@ -227,7 +230,7 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       },
     };
     const routes: RouteSpec[] = [];
-    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...brokerRoutes(ctx), ...adminJobRoutes(ctx));
+    routes.push(...metaRoutes(ctx, () => routes), ...authRoutes(ctx), ...projectRoutes(ctx), ...templateRoutes(ctx), ...agentRoutes(ctx), ...logRoutes(ctx), ...eventRoutes(ctx), ...brokerRoutes(ctx), ...adminJobRoutes(ctx));
     const inFlight = new InFlight();
     const brokerAuthenticator = new BrokerAuthenticator(db, box, nonces, metrics.signatureRejections);
     const authenticator = new Authenticator(db, jwt);
@@ -251,7 +254,16 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
       heartbeatIntervalMs,
       requestTimeoutMs: config.brokers.requestTimeoutMs,
       log: log.child({ component: 'tunnel' }),
-      onTunnel: { opened: (brokerId) => router.tunnelOpened(brokerId), closed: (brokerId) => router.tunnelClosed(brokerId) },
+      onTunnel: {
+        opened: (brokerId) => {
+          router.tunnelOpened(brokerId);
+          publishBrokerPresence(events, brokerId, 'connected', replicaId);
+        },
+        closed: (brokerId) => {
+          router.tunnelClosed(brokerId);
+          publishBrokerPresence(events, brokerId, 'disconnected', replicaId);
+        },
+      },
     });
     // Commands and attach streams reach a broker through the replica that holds its tunnel.
     const router = new ReplicaRouter({

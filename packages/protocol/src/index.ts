@@ -15,3 +15,4 @@ export * from './runtime-capabilities.js';
 export * from './log-frames.js';
 export * from './replica-mesh.js';
 export * from './jobs.js';
+export * from './hub-events.js';

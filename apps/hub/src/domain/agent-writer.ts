@@ -225,6 +225,8 @@ export class AgentStateWriter {
   constructor(
     private readonly pool: pg.Pool,
     private readonly maxKnown = 10_000,
+    /** Told of every written change (after it is written), e.g. to publish it to live readers. */
+    private readonly onChanged: (row: AgentStateRow) => void = () => {},
   ) {}
 
   /** Applies `decide` to the agent's current state; resolves with its answer. */
@@ -340,8 +342,16 @@ export class AgentStateWriter {
   }
 
   private finish(d: Decided, stateVersion: string): void {
-    this.remember({ ...d.after, stateVersion });
+    const row = { ...d.after, stateVersion };
+    this.remember(row);
     for (const s of d.settle) s();
+    if (Object.keys(d.set).length > 0) {
+      try {
+        this.onChanged(row);
+      } catch {
+        // A listener's failure is not the writer's: the change is written and answered.
+      }
+    }
   }
 
   private rejectMissing(id: string, pendings: Pending[]): void {
