@@ -46,6 +46,12 @@ function send(s: Sent): Promise<Answer> {
       headers['content-length'] = Buffer.byteLength(s.body);
     }
     const req = httpRequest({ host: '127.0.0.1', port: fx.hub.port, method: s.method, path: s.path, headers }, (res) => {
+      // An event stream that was opened never ends by design: its status and headers are the answer.
+      if (res.statusCode === 200 && String(res.headers['content-type']).startsWith('text/event-stream')) {
+        res.destroy();
+        resolve({ status: 200, contentType: String(res.headers['content-type']), requestIdHeader: undefined, text: '', json: undefined });
+        return;
+      }
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
       res.on('end', () => {
