@@ -132,8 +132,6 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const replicaId = `${hostname()}-${randomBytes(4).toString('hex')}`;
     const mesh: TunnelMesh = config.redisUrl ? new RedisTunnelMesh(config.redisUrl, { prefix: config.redisPrefix, replicaId, log: log.child({ component: 'mesh' }) }) : new InProcessTunnelMesh(undefined, { replicaId });
     const nonces = config.redisUrl ? new RedisNonceCache(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'nonce-cache' }) }) : new MemoryNonceCache();
-    // Set once the job runner exists; until then the gauge reports nothing.
-    let jobCounts: () => Promise<Record<string, number>> = async () => ({});
     const metrics = createHubMetrics({
       replicaId,
       agents: async () => {
@@ -159,7 +157,8 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
           .execute();
         return rows.map((r) => ({ brokerId: r.id, ageSecs: Number(r.age) }));
       },
-      jobCounts: () => jobCounts(),
+      // Read at scrape time, after the runner below exists.
+      jobCounts: () => jobs.counts(),
     });
     const events: EventBus = config.redisUrl ? new RedisEventBus(config.redisUrl, { prefix: config.redisPrefix, log: log.child({ component: 'events' }) }) : new InProcessEventBus();
     // Every written agent change is published: operators' event streams follow it on any replica.
@@ -196,7 +195,6 @@ export async function startHubServer(config: HubConfig, log: Logger): Promise<Ru
     const jobLog = log.child({ component: 'jobs' });
     const onRun = (job: string, outcome: 'ok' | 'failed') => metrics.jobRuns.inc({ job, outcome });
     const jobs: JobRunner = config.redisUrl ? new BullmqJobRunner({ url: config.redisUrl, prefix: config.redisPrefix, onRun, log: jobLog }) : new InProcessJobRunner({ onRun, log: jobLog });
-    jobCounts = () => jobs.counts();
     const logIngest = new LogIngest({
       db,
       store: logStore,

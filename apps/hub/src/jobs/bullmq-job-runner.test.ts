@@ -1,14 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { setTimeout as delay } from 'node:timers/promises';
 import { createLogger } from '@graft/log';
 import { GraftError } from '@graft/protocol';
-import { eventually } from '@graft/testkit';
-import { Redis } from 'ioredis';
+import { eventually, startTestRedis, type TestRedis } from '@graft/testkit';
 import { afterEach, expect, inject, it } from 'vitest';
 import { BullmqJobRunner } from './bullmq-job-runner.js';
 import { jobRunnerContract } from './job-runner-contract.js';
@@ -29,57 +23,22 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.stop();
 });
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const address = s.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-/** A private redis-server that can be stopped and started again on the same port (empty each time: nothing persisted). */
+/** A private redis-server that can be killed and started again on the same port (empty each time: nothing persisted). */
 async function restartableRedis(): Promise<{ url: string; start(): Promise<void>; kill(): Promise<void>; stop(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'graft-test-jobs-redis-'));
-  const port = await freePort();
-  const url = `redis://127.0.0.1:${port}`;
-  let child: ChildProcess | undefined;
+  let server: TestRedis | undefined = await startTestRedis();
+  const { url } = server;
+  const port = Number(new URL(url).port);
   const kill = async () => {
-    const c = child;
-    child = undefined;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
-    const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-    c.kill('SIGKILL');
-    await gone;
+    await server?.stop();
+    server = undefined;
   };
-  const start = async () => {
-    child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
-    await eventually(
-      async () => {
-        const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
-        probe.on('error', () => {});
-        try {
-          await probe.connect();
-          expect(await probe.ping()).toBe('PONG');
-        } finally {
-          probe.disconnect();
-        }
-      },
-      { timeoutMs: 10_000, intervalMs: 50 },
-    );
-  };
-  await start();
   return {
     url,
-    start,
-    kill,
-    stop: async () => {
-      await kill();
-      rmSync(dir, { recursive: true, force: true });
+    start: async () => {
+      server = await startTestRedis({ port });
     },
+    kill,
+    stop: kill,
   };
 }
 
