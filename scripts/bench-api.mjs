@@ -2,13 +2,12 @@
 // `pnpm bench:api`: measures the hub's hot API paths against a bare express hello-world measured in
 // the same run on the same machine. The load generator shares the CPU with the servers, so absolute
 // req/s depends on the machine; the ratio against the baseline is the number to compare over time.
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, freemem, loadavg, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { loadavg } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { fmt, gitState, hubApi, installExitHandlers, keyValues, killPids, machineInfo, numberOption, ownCpuMs, parseBenchArgs, parseOnly, parseOptionsOrExit, percentile, printVerdict, processTable, progress, reportBase, reportMachine, requireBuiltWorkspace, requireInfoLogLevel, runCleanupSteps, treeCpuMsIn, writeResults } from './lib/bench-common.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const SELF = fileURLToPath(import.meta.url);
@@ -51,11 +50,9 @@ Options:
 Uses a throwaway embedded Postgres, or GRAFT_TEST_DATABASE_URL (a superuser URL) when set.
 `;
 
-class UsageError extends Error {}
-
 function parseOptions() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseBenchArgs(
+    {
       duration: { type: 'string', default: '10' },
       warmup: { type: 'string', default: '2' },
       connections: { type: 'string', default: '10' },
@@ -63,32 +60,14 @@ function parseOptions() {
       'pool-size': { type: 'string' },
       'hub-env': { type: 'string', multiple: true, default: [] },
       only: { type: 'string' },
-      out: { type: 'string', default: join(ROOT, 'bench-results') },
-      help: { type: 'boolean', short: 'h', default: false },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const num = (name, min) => {
-    const v = Number(values[name]);
-    if (!Number.isFinite(v) || v < min) throw new UsageError(`--${name} must be a number ≥ ${min} (got ${values[name]})`);
-    return v;
-  };
-  const only = values.only ? values.only.split(',').map((s) => s.trim()) : SCENARIO_IDS;
-  for (const id of only) if (!SCENARIO_IDS.includes(id)) throw new UsageError(`--only: unknown scenario ${id} (known: ${SCENARIO_IDS.join(', ')})`);
-  const hubEnv = {};
-  for (const kv of values['hub-env']) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new UsageError(`--hub-env takes KEY=VALUE (got ${kv})`);
-    hubEnv[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  if (hubEnv.GRAFT_LOG_LEVEL === 'warn' || hubEnv.GRAFT_LOG_LEVEL === 'error') {
-    // The fixture learns the hub's port from its info-level `hub.listening` line.
-    throw new UsageError('--hub-env GRAFT_LOG_LEVEL must be debug or info: the harness waits for the hub.listening log line');
-  }
+    HELP,
+  );
+  const num = (name, min) => numberOption(values, name, min);
+  const only = parseOnly(values.only, SCENARIO_IDS, 'scenario');
+  const hubEnv = keyValues(values['hub-env'], '--hub-env');
+  // The fixture learns the hub's port from its info-level `hub.listening` line.
+  requireInfoLogLevel(hubEnv, '--hub-env', 'the harness waits for the hub.listening log line');
   if (values['pool-size'] !== undefined) hubEnv.GRAFT_DB_POOL_SIZE = String(Math.floor(num('pool-size', 1)));
   return {
     duration: num('duration', 1),
@@ -103,11 +82,7 @@ function parseOptions() {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-const t0 = Date.now();
-function progress(message) {
-  const secs = ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench +${secs}s] ${message}\n`);
-}
+const api = hubApi();
 
 /** Same layout as the hub's uuidv7(): 48-bit ms timestamp, version 7, variant 10. */
 function uuidv7(ms) {
@@ -119,89 +94,14 @@ function uuidv7(ms) {
   return `${h.slice(0, 8)}-${h.slice(8, 12)}-${h.slice(12, 16)}-${h.slice(16, 20)}-${h.slice(20)}`;
 }
 
-/** Nearest-rank percentile of an ascending-sorted array. */
-function percentile(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
-
-async function api(baseUrl, token, method, path, body) {
-  const res = await fetch(baseUrl + path, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} -> ${res.status}: ${text}`);
-  return text === '' ? undefined : JSON.parse(text);
-}
-
-function fmt(n, digits = 2) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '—';
-}
-
-/** Which code was measured: the commit, and whether the tree had uncommitted changes. */
-function gitState() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return undefined;
-  }
-}
-
 // --- CPU accounting (Linux /proc; elsewhere the CPU columns stay empty) --------------------------
 // Throughput on a shared 2-core box moves with whatever else runs; CPU time per request does not,
 // so it is the better number for spotting where the hub spends its time.
 
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // keep the Linux default
-}
-
-function procStats() {
-  const out = new Map();
-  let entries;
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const s = readFileSync(`/proc/${e}/stat`, 'utf8');
-      // Fields after the parenthesised command name: state ppid ... utime(14) stime(15) cutime(16) cstime(17).
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-/** CPU milliseconds used so far by a process and all its descendants (and their reaped children). */
-function treeCpuMs(stats, rootPid) {
-  if (!rootPid || !stats.has(rootPid)) return Number.NaN;
-  let ticks = 0;
-  const stack = [rootPid];
-  while (stack.length > 0) {
-    const pid = stack.pop();
-    ticks += stats.get(pid)?.ticks ?? 0;
-    for (const [child, st] of stats) if (st.ppid === pid) stack.push(child);
-  }
-  return (ticks * 1000) / clockTicks;
-}
-
+/** CPU ms so far of the server (with its children), Postgres (with its backends) and this process, the load generator. */
 function cpuSnapshot(serverPid) {
-  const stats = procStats();
-  const own = process.cpuUsage();
-  return { server: treeCpuMs(stats, serverPid), postgres: treeCpuMs(stats, resources.postgres?.pid), loadgen: (own.user + own.system) / 1000 };
+  const table = processTable();
+  return { server: treeCpuMsIn(table, serverPid), postgres: treeCpuMsIn(table, resources.postgres?.pid), loadgen: ownCpuMs() };
 }
 
 // --- lifecycle: everything started here is stopped on exit, SIGINT, SIGTERM and errors -----------
@@ -214,27 +114,12 @@ const resources = {
   cannon: undefined, // running autocannon instance
 };
 let cleaning;
-/** Set by SIGINT/SIGTERM: the main flow then fails on purpose and must not report it as an error. */
-let interrupted = false;
 
 function killChildrenNow(signal) {
   // The synchronous part of cleanup: it must also work from the 'exit' event, where nothing async runs.
   const b = resources.baseline;
-  if (b && b.exitCode === null && b.signalCode === null) {
-    try {
-      process.kill(b.pid, signal);
-    } catch {
-      // already gone
-    }
-  }
-  const hubPid = resources.fixture?.hub.pid;
-  if (hubPid && hubPid > 0) {
-    try {
-      process.kill(hubPid, signal);
-    } catch {
-      // already gone
-    }
-  }
+  const baselineRunning = b && b.exitCode === null && b.signalCode === null;
+  killPids([baselineRunning ? b.pid : undefined, resources.fixture?.hub.pid], signal);
 }
 
 function cleanup() {
@@ -245,33 +130,15 @@ function cleanup() {
       // not running
     }
     killChildrenNow('SIGTERM');
-    const steps = [
+    await runCleanupSteps([
       ['seeding client', async () => resources.pgClient?.end()],
       ['hub fixture', async () => resources.fixture?.stop()],
       ['postgres', async () => resources.postgres?.stop()],
-    ];
-    for (const [name, fn] of steps) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[bench] cleanup of ${name} failed: ${err?.message ?? err}\n`);
-      }
-    }
+    ]);
     resources.fixture = undefined;
     resources.postgres = undefined;
   })();
   return cleaning;
-}
-
-function installExitHandlers() {
-  process.on('exit', () => killChildrenNow('SIGKILL'));
-  for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-      interrupted = true;
-      process.stderr.write(`\n[bench] ${sig}: stopping hub, baseline and Postgres…\n`);
-      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-    });
-  }
 }
 
 // --- baseline ------------------------------------------------------------------------------------
@@ -473,43 +340,20 @@ function markdownTables(results, settings, extra) {
 // --- main ----------------------------------------------------------------------------------------
 
 async function main() {
-  let settings;
-  try {
-    settings = parseOptions();
-  } catch (err) {
-    process.stderr.write(`bench-api: ${err.message}\n\n${HELP}`);
-    process.exit(2);
-  }
-
-  const needed = ['apps/hub/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js'];
-  const missing = needed.filter((p) => !existsSync(join(ROOT, p)));
-  if (missing.length > 0) {
-    process.stderr.write(`bench-api: the workspace is not built (missing ${missing.join(', ')}).\nRun \`pnpm build\` first, then \`pnpm bench:api\`.\n`);
-    process.exit(1);
-  }
+  const settings = parseOptionsOrExit('bench-api', parseOptions, HELP);
+  requireBuiltWorkspace('api', ['apps/hub/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js']);
 
   const [{ default: autocannon }, { startTestPostgres, startHubFixture }, { default: pg }] = await Promise.all([
     import('autocannon'),
     import('@graft/testkit'),
     import('pg'),
   ]);
-  installExitHandlers();
+  const interrupted = installExitHandlers({ killNow: killChildrenNow, cleanup, stopping: 'hub, baseline and Postgres' });
   const ctx = { autocannon, settings };
   const startedAt = new Date();
-  const machine = {
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    memTotalGiB: +(totalmem() / 2 ** 30).toFixed(1),
-    memFreeGiB: +(freemem() / 2 ** 30).toFixed(1),
-    loadavgAtStart: loadavg(),
-  };
+  const machine = machineInfo();
   const git = gitState();
-  progress(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`);
-  if (machine.loadavgAtStart[0] > machine.cpus * 0.5) {
-    progress(`warning: the machine is already busy (1-min load ${machine.loadavgAtStart[0].toFixed(2)} on ${machine.cpus} CPUs); expect noisy numbers`);
-  }
+  reportMachine(machine);
 
   const results = [];
   const extra = {};
@@ -711,7 +555,7 @@ async function main() {
     const warnings = resources.fixture.hub.logs.filter((l) => l.level === 'error' || l.level === 'warn');
     if (warnings.length > 0) extra.hubWarnings = warnings.slice(0, 20);
   } catch (err) {
-    if (interrupted) {
+    if (interrupted()) {
       // The signal handler is already cleaning up and will exit.
       await cleanup();
       return;
@@ -730,28 +574,18 @@ async function main() {
   for (const r of results) judge(r, baseline);
   const tables = markdownTables(results, settings, extra);
   process.stdout.write(`\n## API benchmark, ${startedAt.toISOString()}\n\n${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}\n\n${tables}\n`);
-  const failed = results.filter((r) => r.pass === false);
-  if (failed.length > 0) {
-    process.stdout.write(`\nFAIL: ${failed.length} scenario(s) missed the target: ${failed.map((r) => r.id).join(', ')} (a measurement: the exit code stays 0)\n`);
-  } else {
-    process.stdout.write('\nAll targets met.\n');
-  }
+  printVerdict(
+    results.filter((r) => r.pass === false).map((r) => r.id),
+    'scenario(s) missed the target',
+  );
 
-  mkdirSync(settings.outDir, { recursive: true });
-  const file = join(settings.outDir, `api-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  const { only, ...plainSettings } = settings;
   const report = {
-    startedAt,
-    finishedAt: new Date(),
-    machine: { ...machine, loadavgAtEnd: loadavg() },
-    git,
-    settings: { ...plainSettings, only: [...only] },
+    ...reportBase(startedAt, machine, git, settings),
     ...extra,
     results,
     markdown: tables,
   };
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  progress(`results written to ${relative(process.cwd(), file) || file}`);
+  writeResults(settings.outDir, 'api', startedAt, report);
   process.exit(0);
 }
 

@@ -6,14 +6,12 @@
 //             locally) vs through B (forwarded to A over Redis pub/sub); latency to the broker
 // Everything it starts (Postgres, Redis, the hubs, temp dirs) is stopped by PID on exit, on Ctrl-C
 // and on errors.
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, freemem, loadavg, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { backgroundCpu, fmt, gitState, hubApi, installExitHandlers, keyValues, killPids, killSims, listenForRunning, machineBusyMs, machineInfo, machineStealMs, mainThreadCpuMs, numberOption, ownCpuMs, parseBenchArgs, parseOnly, parseOptionsOrExit, pool, poolWithProgress, printVerdict, processCpuMs, progress, reportBase, reportMachine, requireBuiltWorkspace, requireInfoLogLevel, runCleanupSteps, sleep, stats, treeCpuMs, UsageError, writeResults } from './lib/bench-common.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PHASE_IDS = ['scaleout', 'routing'];
@@ -64,24 +62,12 @@ Options:
 Uses a throwaway embedded Postgres, or GRAFT_TEST_DATABASE_URL (a superuser URL) when set.
 `;
 
-class UsageError extends Error {}
-
-function keyValues(list, flag) {
-  const out = {};
-  for (const kv of list) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new UsageError(`${flag} takes KEY=VALUE (got ${kv})`);
-    out[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  return out;
-}
-
 /** Hub settings the bench sets itself: a run would not measure what it says with another value. */
 const OWNED_HUB_ENV = ['REDIS_URL', 'GRAFT_REDIS_PREFIX', 'DATABASE_URL', 'GRAFT_ADMIN_TOKEN', 'GRAFT_MASTER_KEY', 'GRAFT_HUB_PORT'];
 
 function parseOptions() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseBenchArgs(
+    {
       brokers: { type: 'string', default: '8' },
       agents: { type: 'string', default: '1000' },
       warmup: { type: 'string', default: '50' },
@@ -91,26 +77,16 @@ function parseOptions() {
       'pause-ms': { type: 'string', default: '10' },
       'hub-env': { type: 'string', multiple: true, default: [] },
       only: { type: 'string' },
-      out: { type: 'string', default: join(ROOT, 'bench-results') },
-      help: { type: 'boolean', short: 'h', default: false },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const int = (name, min) => {
-    const v = Number(values[name]);
-    if (values[name].trim() === '' || !Number.isInteger(v) || v < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got ${values[name]})`);
-    return v;
-  };
-  const only = values.only !== undefined ? values.only.split(',').map((s) => s.trim()) : PHASE_IDS;
-  if (only.length === 0 || only.some((id) => id === '')) throw new UsageError(`--only takes a comma-separated list of phases (known: ${PHASE_IDS.join(', ')})`);
-  for (const id of only) if (!PHASE_IDS.includes(id)) throw new UsageError(`--only: unknown phase ${id} (known: ${PHASE_IDS.join(', ')})`);
+    HELP,
+  );
+  const int = (name, min) => numberOption(values, name, min, { integer: true, allowBlank: false });
+  // An empty --only (or an empty item in it) is a mistake here, not "every phase".
+  if (values.only?.split(',').some((s) => s.trim() === '')) throw new UsageError(`--only takes a comma-separated list of phases (known: ${PHASE_IDS.join(', ')})`);
+  const only = parseOnly(values.only, PHASE_IDS, 'phase');
   const hubEnv = keyValues(values['hub-env'], '--hub-env');
   // The fixtures learn ports from the info-level `hub.listening` line.
-  if (hubEnv.GRAFT_LOG_LEVEL === 'warn' || hubEnv.GRAFT_LOG_LEVEL === 'error') throw new UsageError('--hub-env GRAFT_LOG_LEVEL must be debug or info: the harness reads info-level log lines');
+  requireInfoLogLevel(hubEnv, '--hub-env');
   for (const k of OWNED_HUB_ENV) if (k in hubEnv) throw new UsageError(`--hub-env ${k} is set by the benchmark itself`);
   const commands = int('commands', 2);
   if (commands % 2 !== 0) throw new UsageError(`--commands must be even: half go through each replica (got ${commands})`);
@@ -130,204 +106,10 @@ function parseOptions() {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-const t0 = Date.now();
-function progress(message) {
-  const secs = ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench +${secs}s] ${message}\n`);
-}
+// Several replicas answer: a failure names which one.
+const api = hubApi({ urlInErrors: true });
 
-/** Nearest-rank percentile of an ascending-sorted array. */
-function percentile(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
-
-function stats(values) {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const mean = sorted.reduce((s, v) => s + v, 0) / (sorted.length || 1);
-  return { n: sorted.length, min: sorted[0] ?? Number.NaN, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN, mean };
-}
-
-async function api(baseUrl, token, method, path, body) {
-  const res = await fetch(baseUrl + path, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${baseUrl}${path} -> ${res.status}: ${text}`);
-  return text === '' ? undefined : JSON.parse(text);
-}
-
-function fmt(n, digits = 2) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '—';
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs `task(i)` for i in [0, n) with at most `limit` at once; stops at the first failure. */
-async function pool(n, limit, task) {
-  let next = 0;
-  let failed;
-  const worker = async () => {
-    while (failed === undefined && next < n) {
-      const i = next++;
-      try {
-        await task(i);
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
-  if (failed !== undefined) throw failed;
-}
-
-/** Which code was measured: the commit, and whether the tree had uncommitted changes. */
-function gitState() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return undefined;
-  }
-}
-
-// --- /proc accounting (Linux; elsewhere the CPU figures stay empty) -------------------------------
-
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // keep the Linux default
-}
-
-/** utime+stime of one process (not its children), in ms; NaN when it is gone or there is no /proc. */
-function processCpuMs(pid) {
-  return statCpuMs(`/proc/${pid}/stat`);
-}
-
-/** utime+stime of a /proc stat file (a process's or one thread's), in ms; NaN when it is gone. */
-function statCpuMs(file) {
-  try {
-    const s = readFileSync(file, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** utime+stime of a process's main thread (a Node process's event loop), in ms; NaN when gone. */
-function mainThreadCpuMs(pid) {
-  return statCpuMs(`/proc/${pid}/task/${pid}/stat`);
-}
-
-/** CPU ms used so far by a process tree, including reaped children (Postgres forks a backend per connection). */
-function treeCpuMs(rootPid) {
-  if (!rootPid) return Number.NaN;
-  const tree = new Map();
-  let entries;
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return Number.NaN;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const s = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      tree.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  if (!tree.has(rootPid)) return Number.NaN;
-  let ticks = 0;
-  const stack = [rootPid];
-  while (stack.length > 0) {
-    const pid = stack.pop();
-    ticks += tree.get(pid)?.ticks ?? 0;
-    for (const [child, st] of tree) if (st.ppid === pid) stack.push(child);
-  }
-  return (ticks * 1000) / clockTicks;
-}
-
-/** The first line of /proc/stat: user nice system idle iowait irq softirq steal, in ticks. */
-function machineTicks() {
-  try {
-    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** CPU ms the whole machine spent busy (all cores, kernel included). */
-function machineBusyMs() {
-  const f = machineTicks();
-  if (f.length < 8) return Number.NaN;
-  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1000) / clockTicks;
-}
-
-/** CPU ms the hypervisor gave to someone else while this VM wanted to run (steal). */
-function machineStealMs() {
-  const f = machineTicks();
-  return f.length < 8 ? Number.NaN : (f[7] * 1000) / clockTicks;
-}
-
-/** utime+stime ticks and command name of every process, for naming what else is busy. */
-function allProcessTicks() {
-  const out = new Map();
-  let entries = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const s = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(e), { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-/**
- * Machine-wide CPU use over a short idle window (% of one core), and the busiest processes in it:
- * on a shared box this says whether the phase that follows will be disturbed, and by what.
- */
-async function backgroundCpu(label, ownPids, ms = 2_000) {
-  const ownCpu = () => ownPids.reduce((sum, pid) => sum + (pid === resources.postgres?.pid ? treeCpuMs(pid) : processCpuMs(pid)), 0) + process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000;
-  const before = allProcessTicks();
-  const a = machineBusyMs() - ownCpu();
-  const started = performance.now();
-  await sleep(ms);
-  const elapsed = performance.now() - started;
-  // Our own idle processes still settle after startup (JIT, GC): only the rest counts as background.
-  // /proc counts in 10 ms ticks per process, so a quiet window can come out slightly below zero.
-  const pct = Math.max(0, ((machineBusyMs() - ownCpu() - a) / elapsed) * 100);
-  const busiest = [];
-  for (const [pid, p] of allProcessTicks()) {
-    const d = p.ticks - (before.get(pid)?.ticks ?? 0);
-    if (d > 0 && !ownPids.includes(pid) && pid !== process.pid) busiest.push({ pid, comm: p.comm, percent: (d * 1000 * 100) / clockTicks / elapsed });
-  }
-  busiest.sort((x, y) => y.percent - x.percent);
-  const top = busiest.slice(0, 3);
-  const named = top.map((b) => `${b.comm} ${b.pid} ${fmt(b.percent, 0)}%`).join(', ');
-  progress(
-    `${label}: background CPU (everything but this benchmark's processes) ${fmt(pct, 0)}% of one core` +
-      `${pct > 20 ? ` (expect noisy numbers; busiest other processes: ${named || 'none still running'})` : ''}`,
-  );
-  return { percent: pct, busiest: top };
-}
+// --- CPU accounting (from /proc) -----------------------------------------------------------------
 
 /**
  * CPU ms so far of each process that does the work: every hub, Postgres (with its backends), Redis,
@@ -335,7 +117,6 @@ async function backgroundCpu(label, ownPids, ms = 2_000) {
  * `others` is the rest: kernel threads (loopback networking) and anything else on the box.
  */
 function cpuSnapshot(hubPids) {
-  const own = process.cpuUsage();
   const snap = {
     at: performance.now(),
     hubs: hubPids.map((pid) => processCpuMs(pid)),
@@ -343,7 +124,7 @@ function cpuSnapshot(hubPids) {
     hubMainThreads: hubPids.map((pid) => mainThreadCpuMs(pid)),
     postgres: treeCpuMs(resources.postgres?.pid),
     redis: processCpuMs(resources.redis?.pid),
-    bench: (own.user + own.system) / 1000,
+    bench: ownCpuMs(),
     machine: machineBusyMs(),
     steal: machineStealMs(),
   };
@@ -441,130 +222,39 @@ const resources = {
   clusters: [], // { hubs: HubProcess[], database: FreshDatabase, listener: pg.Client, sims: SimBroker[] }
 };
 let cleaning;
-let interrupted = false;
 
 function killChildrenNow(signal) {
   // The synchronous part of cleanup: it must also work from the 'exit' event, where nothing async runs.
-  for (const c of resources.clusters) {
-    for (const s of c.sims) {
-      try {
-        s.kill();
-      } catch {
-        // not connected
-      }
-    }
-  }
-  const pids = [...resources.clusters.flatMap((c) => c.hubs.map((h) => h.pid)), resources.redis?.pid];
-  for (const pid of pids) {
-    if (!pid || pid <= 0) continue;
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
+  for (const c of resources.clusters) killSims(c.sims);
+  killPids([...resources.clusters.flatMap((c) => c.hubs.map((h) => h.pid)), resources.redis?.pid], signal);
 }
 
 /** Stops one cluster: its simulated brokers, listener, hubs (by PID) and database. */
 async function stopCluster(cluster) {
-  for (const s of cluster.sims) {
-    try {
-      s.kill();
-    } catch {
-      // not connected
-    }
-  }
+  killSims(cluster.sims);
   cluster.sims = [];
-  const steps = [
+  await runCleanupSteps([
     ['notification listener', async () => cluster.listener?.end()],
     ...cluster.hubs.map((h, i) => [`hub ${i + 1} (pid ${h.pid})`, async () => h.stop()]),
     ['database', async () => cluster.database?.drop()],
-  ];
-  for (const [name, fn] of steps) {
-    try {
-      await fn();
-    } catch (err) {
-      process.stderr.write(`[bench] cleanup of ${name} failed: ${err?.message ?? err}\n`);
-    }
-  }
+  ]);
   resources.clusters = resources.clusters.filter((c) => c !== cluster);
 }
 
 function cleanup() {
   cleaning ??= (async () => {
     for (const c of [...resources.clusters]) await stopCluster(c);
-    for (const [name, fn] of [
+    await runCleanupSteps([
       ['redis', async () => resources.redis?.stop()],
       ['postgres', async () => resources.postgres?.stop()],
-    ]) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[bench] cleanup of ${name} failed: ${err?.message ?? err}\n`);
-      }
-    }
+    ]);
     resources.redis = undefined;
     resources.postgres = undefined;
   })();
   return cleaning;
 }
 
-function installExitHandlers() {
-  process.on('exit', () => killChildrenNow('SIGKILL'));
-  for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-      interrupted = true;
-      process.stderr.write(`\n[bench] ${sig}: stopping simulated brokers, hubs, Redis and Postgres…\n`);
-      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-    });
-  }
-}
-
 // --- a cluster of hub replicas -------------------------------------------------------------------
-
-/**
- * Listens for agents reaching phase `running`: a trigger on this (throwaway) database sends a NOTIFY
- * when the hub's UPDATE that sets phase = 'running' commits, and this client timestamps its arrival.
- */
-async function listenForRunning(pg, cluster) {
-  const client = new pg.Client({ connectionString: cluster.database.url });
-  await client.connect();
-  cluster.listener = client;
-  await client.query(`CREATE OR REPLACE FUNCTION bench_notify_running() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_notify('bench_running', NEW.id::text); RETURN NULL; END $$`);
-  await client.query(`CREATE TRIGGER bench_running AFTER UPDATE ON agents FOR EACH ROW
-    WHEN (NEW.phase = 'running' AND OLD.phase IS DISTINCT FROM 'running') EXECUTE FUNCTION bench_notify_running()`);
-  const seen = new Map(); // agent id -> performance.now() of the notification
-  const waiters = new Map(); // agent id -> resolve
-  client.on('notification', (n) => {
-    const at = performance.now();
-    if (n.channel !== 'bench_running' || !n.payload || seen.has(n.payload)) return;
-    seen.set(n.payload, at);
-    const w = waiters.get(n.payload);
-    if (w) {
-      waiters.delete(n.payload);
-      w(at);
-    }
-  });
-  await client.query('LISTEN bench_running');
-  return {
-    /** Resolves with the performance.now() at which the agent was seen running. */
-    running(agentId, timeoutMs = 30_000) {
-      const at = seen.get(agentId);
-      if (at !== undefined) return Promise.resolve(at);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(agentId);
-          reject(new Error(`agent ${agentId} was not running within ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.set(agentId, (t) => {
-          clearTimeout(timer);
-          resolve(t);
-        });
-      });
-    },
-  };
-}
 
 /**
  * Starts `replicas` hub processes in cluster mode on a fresh database and a Redis prefix of their
@@ -593,7 +283,10 @@ async function startCluster(label, replicas, settings, testkit, pg) {
   progress(`${label}: ${replicas} hub replica(s) in cluster mode: ${cluster.hubs.map((h) => `${h.url} (pid ${h.pid}, replica ${h.logs.find((x) => x.event === 'hub.listening')?.replicaId})`).join(', ')}`);
   cluster.adminToken = adminToken;
   cluster.redisPrefix = env.GRAFT_REDIS_PREFIX;
-  cluster.watch = await listenForRunning(pg, cluster);
+  const listener = new pg.Client({ connectionString: database.url });
+  await listener.connect();
+  cluster.listener = listener;
+  cluster.watch = await listenForRunning(listener);
   return cluster;
 }
 
@@ -653,27 +346,16 @@ async function scaleoutRun(replicas, settings, testkit, pg) {
     progress(`${label}: ${settings.warmup} warm-up agents (discarded), ${settings.concurrency} in flight`);
     await pool(settings.warmup, settings.concurrency, (i) => createAndWait(i, 'warm'));
   }
-  const background = await backgroundCpu(label, [...hubs.map((h) => h.pid), resources.postgres?.pid, resources.redis?.pid].filter(Boolean));
+  const background = await backgroundCpu(label, [...hubs.map((h) => h.pid), resources.postgres?.pid, resources.redis?.pid].filter(Boolean), resources.postgres?.pid);
 
   const n = settings.agents;
   progress(`${label}: ${n} agents, ${settings.concurrency} POSTs in flight, round-robin over ${replicas} replica(s)`);
   const metricsBefore = await Promise.all(hubs.map(scrape));
   const samples = new Array(n);
-  let done = 0;
   const cpuBefore = cpuSnapshot(hubs.map((h) => h.pid));
-  const started = performance.now();
-  const ticker = setInterval(() => {
-    const secs = (performance.now() - started) / 1000;
-    progress(`${label}: ${done}/${n} running after ${secs.toFixed(1)} s (${fmt(done / secs, 1)} agents/s so far)`);
-  }, 2_000);
-  try {
-    await pool(n, settings.concurrency, async (i) => {
-      samples[i] = await createAndWait(i, 'agent');
-      done++;
-    });
-  } finally {
-    clearInterval(ticker);
-  }
+  await poolWithProgress(label, n, settings.concurrency, async (i) => {
+    samples[i] = await createAndWait(i, 'agent');
+  });
   const cpuAfter = cpuSnapshot(hubs.map((h) => h.pid));
   const firstPost = Math.min(...samples.map((s) => s.sent));
   const lastRunning = Math.max(...samples.map((s) => s.running));
@@ -800,7 +482,7 @@ async function routingPhase(settings, testkit, pg) {
     progress(`${label}: ${settings.commandWarmup} warm-up messages (discarded), alternating A / B`);
     for (let i = 0; i < settings.commandWarmup; i++) await send(i, 'warm');
   }
-  const background = await backgroundCpu(label, [...hubs.map((h) => h.pid), resources.postgres?.pid, resources.redis?.pid].filter(Boolean));
+  const background = await backgroundCpu(label, [...hubs.map((h) => h.pid), resources.postgres?.pid, resources.redis?.pid].filter(Boolean), resources.postgres?.pid);
   const n = settings.commands;
   progress(`${label}: ${n} messages one at a time, alternating A (local) / B (routed through Redis to A), ${settings.pauseMs} ms pause after each`);
   const metricsBefore = await Promise.all(hubs.map(scrape));
@@ -958,47 +640,24 @@ function markdownTables(report) {
 // --- main ----------------------------------------------------------------------------------------
 
 async function main() {
-  let settings;
-  try {
-    settings = parseOptions();
-  } catch (err) {
-    // UsageError, or node:util's parseArgs refusing an unknown option or a missing value.
-    process.stderr.write(`bench-cluster: ${err.message}\n\n${HELP}`);
-    process.exit(2);
-  }
+  const settings = parseOptionsOrExit('bench-cluster', parseOptions, HELP);
 
-  const needed = ['apps/hub/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js'];
-  const missing = needed.filter((p) => !existsSync(join(ROOT, p)));
   // The routing phase times arrivals with SimBroker's onCommand hook, new in the testkit.
   const simSource = join(ROOT, 'packages/testkit/dist/sim-broker.js');
   const staleTestkit = existsSync(simSource) && !readFileSync(simSource, 'utf8').includes('options.onCommand');
-  if (missing.length > 0 || staleTestkit) {
-    process.stderr.write(
-      `bench-cluster: the workspace is not built (${missing.length > 0 ? `missing ${missing.join(', ')}` : 'packages/testkit/dist predates SimBroker onCommand'}).\nRun \`pnpm build\` first, then \`pnpm bench:cluster\`.\n`,
-    );
-    process.exit(1);
-  }
+  requireBuiltWorkspace(
+    'cluster',
+    ['apps/hub/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js'],
+    staleTestkit ? 'packages/testkit/dist predates SimBroker onCommand' : undefined,
+  );
 
   const [testkit, { default: pg }] = await Promise.all([import('@graft/testkit'), import('pg')]);
-  installExitHandlers();
+  const interrupted = installExitHandlers({ killNow: killChildrenNow, cleanup, stopping: 'simulated brokers, hubs, Redis and Postgres' });
   const startedAt = new Date();
-  const machine = {
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    memTotalGiB: +(totalmem() / 2 ** 30).toFixed(1),
-    memFreeGiB: +(freemem() / 2 ** 30).toFixed(1),
-    loadavgAtStart: loadavg(),
-    note: 'the load generator, the simulated brokers, Postgres, Redis and every hub replica share these CPUs',
-  };
+  const machine = machineInfo('the load generator, the simulated brokers, Postgres, Redis and every hub replica share these CPUs');
   // Others may edit the tree while dist/ stays as built: say which build was measured.
   const git = { ...gitState(), hubDistBuiltAt: statSync(join(ROOT, 'apps/hub/dist/server.js'), { throwIfNoEntry: false })?.mtime ?? null };
-  progress(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`);
-  progress(`machine: ${machine.note}`);
-  if (machine.loadavgAtStart[0] > machine.cpus * 0.5) {
-    progress(`warning: the machine is already busy (1-min load ${machine.loadavgAtStart[0].toFixed(2)} on ${machine.cpus} CPUs); expect noisy numbers`);
-  }
+  reportMachine(machine);
 
   const phases = {};
   try {
@@ -1010,7 +669,7 @@ async function main() {
     if (settings.only.has('scaleout')) phases.scaleout = await scaleoutPhase(settings, testkit, pg);
     if (settings.only.has('routing')) phases.routing = await routingPhase(settings, testkit, pg);
   } catch (err) {
-    if (interrupted) {
+    if (interrupted()) {
       await cleanup();
       return;
     }
@@ -1023,32 +682,15 @@ async function main() {
   progress('stopping Redis and Postgres');
   await cleanup();
 
-  const { only, ...plainSettings } = settings;
-  const report = {
-    startedAt,
-    finishedAt: new Date(),
-    machine: { ...machine, loadavgAtEnd: loadavg() },
-    git,
-    settings: { ...plainSettings, only: [...only] },
-    phases,
-  };
+  const report = { ...reportBase(startedAt, machine, git, settings), phases };
   report.verdicts = verdicts(report);
   const tables = markdownTables(report);
   report.markdown = tables;
   process.stdout.write(
     `\n## Cluster benchmark, ${startedAt.toISOString()}\n\n${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}; ${machine.note}.\n\n${tables}\n`,
   );
-  const failed = report.verdicts.filter((r) => r.pass === false);
-  if (failed.length > 0) {
-    process.stdout.write(`\nFAIL: ${failed.length} target(s) not met: ${failed.map((r) => r.id).join(', ')} (a measurement: the exit code stays 0)\n`);
-  } else {
-    process.stdout.write('\nAll targets met.\n');
-  }
-
-  mkdirSync(settings.outDir, { recursive: true });
-  const file = join(settings.outDir, `cluster-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  progress(`results written to ${relative(process.cwd(), file) || file}`);
+  printVerdict(report.verdicts.filter((r) => r.pass === false).map((r) => r.id));
+  writeResults(settings.outDir, 'cluster', startedAt, report);
   process.exit(0);
 }
 

@@ -7,15 +7,12 @@
 //            heartbeats against one hub: the hub's RSS and CPU
 // Everything it starts (Postgres, hubs, the broker, the agents' process groups, temp dirs) is
 // stopped by PID on exit, on Ctrl-C and on errors.
-import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { availableParallelism, cpus, freemem, loadavg, tmpdir, totalmem } from 'node:os';
-import { dirname, join, relative } from 'node:path';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { backgroundCpu, fmt, gitState, hubApi, installExitHandlers, keyValues, killPids, killSims, listenForRunning, machineBusyMs, machineInfo, machineStealMs, numberOption, ownCpuMs, parseBenchArgs, parseOnly, parseOptionsOrExit, pool, poolWithProgress, printVerdict, processCpuMs, progress, reportBase, reportMachine, requireBuiltWorkspace, requireInfoLogLevel, runCleanupSteps, sleep, stats, treeCpuMs, UsageError, writeResults } from './lib/bench-common.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const PHASE_IDS = ['latency', 'rate', 'tunnels'];
 
 // --- options -------------------------------------------------------------------------------------
@@ -58,21 +55,9 @@ Options:
 Uses a throwaway embedded Postgres, or GRAFT_TEST_DATABASE_URL (a superuser URL) when set.
 `;
 
-class UsageError extends Error {}
-
-function keyValues(list, flag) {
-  const out = {};
-  for (const kv of list) {
-    const eq = kv.indexOf('=');
-    if (eq <= 0) throw new UsageError(`${flag} takes KEY=VALUE (got ${kv})`);
-    out[kv.slice(0, eq)] = kv.slice(eq + 1);
-  }
-  return out;
-}
-
 function parseOptions() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseBenchArgs(
+    {
       agents: { type: 'string', default: '200' },
       warmup: { type: 'string', default: '10' },
       'rate-agents': { type: 'string', default: '500' },
@@ -85,22 +70,11 @@ function parseOptions() {
       'hub-env': { type: 'string', multiple: true, default: [] },
       'broker-env': { type: 'string', multiple: true, default: [] },
       only: { type: 'string' },
-      out: { type: 'string', default: join(ROOT, 'bench-results') },
-      help: { type: 'boolean', short: 'h', default: false },
     },
-    strict: true,
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
-  const int = (name, min) => {
-    const v = Number(values[name]);
-    if (!Number.isInteger(v) || v < min) throw new UsageError(`--${name} must be an integer ≥ ${min} (got ${values[name]})`);
-    return v;
-  };
-  const only = values.only ? values.only.split(',').map((s) => s.trim()) : PHASE_IDS;
-  for (const id of only) if (!PHASE_IDS.includes(id)) throw new UsageError(`--only: unknown phase ${id} (known: ${PHASE_IDS.join(', ')})`);
+    HELP,
+  );
+  const int = (name, min) => numberOption(values, name, min, { integer: true });
+  const only = parseOnly(values.only, PHASE_IDS, 'phase');
   const hubEnv = keyValues(values['hub-env'], '--hub-env');
   const brokerEnv = keyValues(values['broker-env'], '--broker-env');
   for (const [who, env] of [
@@ -108,7 +82,7 @@ function parseOptions() {
     ['--broker-env', brokerEnv],
   ]) {
     // The fixtures learn ports from info-level `*.listening` lines, and the split needs `agent.started`.
-    if (env.GRAFT_LOG_LEVEL === 'warn' || env.GRAFT_LOG_LEVEL === 'error') throw new UsageError(`${who} GRAFT_LOG_LEVEL must be debug or info: the harness reads info-level log lines`);
+    requireInfoLogLevel(env, who);
   }
   const agentCommand = values['agent-command'].split(' ').filter((s) => s !== '');
   if (agentCommand.length === 0) throw new UsageError('--agent-command must not be empty');
@@ -131,126 +105,14 @@ function parseOptions() {
 
 // --- helpers -------------------------------------------------------------------------------------
 
-const t0 = Date.now();
-function progress(message) {
-  const secs = ((Date.now() - t0) / 1000).toFixed(1).padStart(6);
-  process.stderr.write(`[bench +${secs}s] ${message}\n`);
-}
+const api = hubApi();
 
 /** Wall-clock milliseconds with sub-millisecond resolution, comparable with other processes' log `ts`. */
 function wallNow() {
   return performance.timeOrigin + performance.now();
 }
 
-/** Nearest-rank percentile of an ascending-sorted array. */
-function percentile(sorted, p) {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i];
-}
-
-function stats(values) {
-  const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
-  const mean = sorted.reduce((s, v) => s + v, 0) / (sorted.length || 1);
-  return { n: sorted.length, min: sorted[0] ?? Number.NaN, p50: percentile(sorted, 50), p90: percentile(sorted, 90), p99: percentile(sorted, 99), max: sorted.at(-1) ?? Number.NaN, mean };
-}
-
-async function api(baseUrl, token, method, path, body) {
-  const res = await fetch(baseUrl + path, {
-    method,
-    headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await res.text();
-  if (!res.ok) throw new Error(`${method} ${path} -> ${res.status}: ${text}`);
-  return text === '' ? undefined : JSON.parse(text);
-}
-
-function fmt(n, digits = 2) {
-  return Number.isFinite(n) ? n.toFixed(digits) : '—';
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs `task(i)` for i in [0, n) with at most `limit` at once; stops at the first failure. */
-async function pool(n, limit, task) {
-  let next = 0;
-  let failed;
-  const worker = async () => {
-    while (failed === undefined && next < n) {
-      const i = next++;
-      try {
-        await task(i);
-      } catch (err) {
-        failed ??= err;
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, n) }, worker));
-  if (failed !== undefined) throw failed;
-}
-
-/** Which code was measured: the commit, and whether the tree had uncommitted changes. */
-function gitState() {
-  try {
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim();
-    const dirty = execFileSync('git', ['status', '--porcelain'], { cwd: ROOT, encoding: 'utf8' }).trim() !== '';
-    return { commit, dirty };
-  } catch {
-    return undefined;
-  }
-}
-
 // --- /proc accounting (Linux; elsewhere the CPU and memory figures stay empty) -------------------
-
-let clockTicks = 100;
-try {
-  clockTicks = Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100;
-} catch {
-  // keep the Linux default
-}
-
-/** utime+stime of one process (not its children), in ms; NaN when it is gone or there is no /proc. */
-function processCpuMs(pid) {
-  try {
-    const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-    return ((Number(f[11]) + Number(f[12])) * 1000) / clockTicks;
-  } catch {
-    return Number.NaN;
-  }
-}
-
-/** CPU ms used so far by a process tree, including reaped children (Postgres forks a backend per connection). */
-function treeCpuMs(rootPid) {
-  if (!rootPid) return Number.NaN;
-  const tree = new Map();
-  let entries;
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return Number.NaN;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const s = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      tree.set(Number(e), { ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  if (!tree.has(rootPid)) return Number.NaN;
-  let ticks = 0;
-  const stack = [rootPid];
-  while (stack.length > 0) {
-    const pid = stack.pop();
-    ticks += tree.get(pid)?.ticks ?? 0;
-    for (const [child, st] of tree) if (st.ppid === pid) stack.push(child);
-  }
-  return (ticks * 1000) / clockTicks;
-}
 
 /** VmRSS and VmHWM (peak RSS) of a process, in MiB. */
 function memoryMiB(pid) {
@@ -263,79 +125,6 @@ function memoryMiB(pid) {
   }
 }
 
-/** The first line of /proc/stat: user nice system idle iowait irq softirq steal, in ticks. */
-function machineTicks() {
-  try {
-    return readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** CPU ms the whole machine spent busy (all cores, kernel included). */
-function machineBusyMs() {
-  const f = machineTicks();
-  if (f.length < 8) return Number.NaN;
-  return ((f[0] + f[1] + f[2] + f[5] + f[6]) * 1000) / clockTicks;
-}
-
-/** CPU ms the hypervisor gave to someone else while this VM wanted to run (steal). */
-function machineStealMs() {
-  const f = machineTicks();
-  return f.length < 8 ? Number.NaN : (f[7] * 1000) / clockTicks;
-}
-
-/** utime+stime ticks and command name of every process, for naming what else is busy. */
-function allProcessTicks() {
-  const out = new Map();
-  let entries = [];
-  try {
-    entries = readdirSync('/proc');
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    try {
-      const s = readFileSync(`/proc/${e}/stat`, 'utf8');
-      const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-      out.set(Number(e), { comm: s.slice(s.indexOf('(') + 1, s.lastIndexOf(')')), ticks: Number(f[11]) + Number(f[12]) });
-    } catch {
-      // exited meanwhile
-    }
-  }
-  return out;
-}
-
-/**
- * Machine-wide CPU use over a short idle window (% of one core), and the busiest processes in it:
- * on a shared box this says whether the phase that follows will be disturbed, and by what.
- */
-async function backgroundCpu(label, ownPids, ms = 2_000) {
-  const ownCpu = () => ownPids.reduce((sum, pid) => sum + (pid === resources.postgres?.pid ? treeCpuMs(pid) : processCpuMs(pid)), 0) + process.cpuUsage().user / 1000 + process.cpuUsage().system / 1000;
-  const before = allProcessTicks();
-  const a = machineBusyMs() - ownCpu();
-  const started = performance.now();
-  await sleep(ms);
-  const elapsed = performance.now() - started;
-  // Our own idle processes still settle after startup (JIT, GC): only the rest counts as background.
-  // /proc counts in 10 ms ticks per process, so a quiet window can come out slightly below zero.
-  const pct = Math.max(0, ((machineBusyMs() - ownCpu() - a) / elapsed) * 100);
-  const busiest = [];
-  for (const [pid, p] of allProcessTicks()) {
-    const d = p.ticks - (before.get(pid)?.ticks ?? 0);
-    if (d > 0 && !ownPids.includes(pid) && pid !== process.pid) busiest.push({ pid, comm: p.comm, percent: (d * 1000 * 100) / clockTicks / elapsed });
-  }
-  busiest.sort((x, y) => y.percent - x.percent);
-  const top = busiest.slice(0, 3);
-  const named = top.map((b) => `${b.comm} ${b.pid} ${fmt(b.percent, 0)}%`).join(', ');
-  progress(
-    `${label}: background CPU (everything but this benchmark's processes) ${fmt(pct, 0)}% of one core` +
-      `${pct > 20 ? ` (expect noisy numbers; busiest other processes: ${named || 'none still running'})` : ''}`,
-  );
-  return { percent: pct, busiest: top };
-}
-
 const CPU_KEYS = ['hub', 'broker', 'brokerTree', 'postgres', 'bench', 'machine', 'steal', 'others'];
 
 /**
@@ -345,14 +134,13 @@ const CPU_KEYS = ['hub', 'broker', 'brokerTree', 'postgres', 'bench', 'machine',
  * /proc's 10 ms tick, and anything else running on the box.
  */
 function cpuSnapshot(pids) {
-  const own = process.cpuUsage();
   const snap = {
     at: performance.now(),
     hub: processCpuMs(pids.hub),
     broker: processCpuMs(pids.broker),
     brokerTree: treeCpuMs(pids.broker),
     postgres: treeCpuMs(resources.postgres?.pid),
-    bench: (own.user + own.system) / 1000,
+    bench: ownCpuMs(),
     machine: machineBusyMs(),
     steal: machineStealMs(),
   };
@@ -377,16 +165,23 @@ const resources = {
   sims: [], // SimBroker[]
 };
 let cleaning;
-let interrupted = false;
 
 /** Process groups of agents the broker started, from the process runtime's pid files; only live wrappers. */
 function agentGroups() {
   const dir = resources.brokerDataDir && join(resources.brokerDataDir, 'agents');
   if (!dir || !existsSync(dir)) return [];
   const pids = [];
-  for (const name of readdirSync(dir)) {
+  // Agent directories are <data dir>/agents/<runtime>/<agent id>/.
+  const agentDirs = readdirSync(dir).flatMap((runtime) => {
     try {
-      const pid = Number(readFileSync(join(dir, name, 'pid'), 'utf8').trim());
+      return readdirSync(join(dir, runtime)).map((id) => join(dir, runtime, id));
+    } catch {
+      return [];
+    }
+  });
+  for (const agentDir of agentDirs) {
+    try {
+      const pid = Number(readFileSync(join(agentDir, 'pid'), 'utf8').trim());
       // The wrapper runs as `sh -c <wrapper> graft-agent-wrapper <dir> ...`: never signal a reused pid.
       if (pid > 0 && readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('graft-agent-wrapper')) pids.push(pid);
     } catch {
@@ -411,35 +206,15 @@ function killAgentGroups(signal) {
 
 function killChildrenNow(signal) {
   // The synchronous part of cleanup: it must also work from the 'exit' event, where nothing async runs.
-  for (const s of resources.sims) {
-    try {
-      s.kill();
-    } catch {
-      // not connected
-    }
-  }
-  const pids = [resources.broker?.pid, ...resources.fixtures.map((f) => f.hub.pid)];
-  for (const pid of pids) {
-    if (!pid || pid <= 0) continue;
-    try {
-      process.kill(pid, signal);
-    } catch {
-      // already gone
-    }
-  }
+  killSims(resources.sims);
+  killPids([resources.broker?.pid, ...resources.fixtures.map((f) => f.hub.pid)], signal);
 }
 
 function cleanup() {
   cleaning ??= (async () => {
-    for (const s of resources.sims) {
-      try {
-        s.kill();
-      } catch {
-        // not connected
-      }
-    }
+    killSims(resources.sims);
     resources.sims = [];
-    const steps = [
+    await runCleanupSteps([
       ['notification listener', async () => resources.listener?.end()],
       ['broker', async () => resources.broker?.stop('SIGTERM', 5_000)],
       [
@@ -452,14 +227,7 @@ function cleanup() {
       ['broker data dir', async () => resources.brokerDataDir && rmSync(resources.brokerDataDir, { recursive: true, force: true })],
       ...resources.fixtures.map((f, i) => [`hub fixture ${i + 1}`, async () => f.stop()]),
       ['postgres', async () => resources.postgres?.stop()],
-    ];
-    for (const [name, fn] of steps) {
-      try {
-        await fn();
-      } catch (err) {
-        process.stderr.write(`[bench] cleanup of ${name} failed: ${err?.message ?? err}\n`);
-      }
-    }
+    ]);
     resources.listener = undefined;
     resources.broker = undefined;
     resources.brokerDataDir = undefined;
@@ -469,67 +237,7 @@ function cleanup() {
   return cleaning;
 }
 
-function installExitHandlers() {
-  process.on('exit', () => {
-    killChildrenNow('SIGKILL');
-    killAgentGroups('SIGKILL');
-  });
-  for (const sig of ['SIGINT', 'SIGTERM']) {
-    process.on(sig, () => {
-      interrupted = true;
-      process.stderr.write(`\n[bench] ${sig}: stopping simulated brokers, broker, agents, hubs and Postgres…\n`);
-      void cleanup().finally(() => process.exit(sig === 'SIGINT' ? 130 : 143));
-    });
-  }
-}
-
 // --- observing `running` -------------------------------------------------------------------------
-
-/**
- * Listens for agents reaching phase `running`: a trigger on this (throwaway) database sends a NOTIFY
- * when the hub's UPDATE that sets phase = 'running' commits, and this client timestamps its arrival.
- * Push, not polling: no requests are added to the hub, and the resolution is the delivery delay of a
- * notification to an idle connection on the same machine (well under a millisecond).
- */
-async function listenForRunning(pg, databaseUrl) {
-  const client = new pg.Client({ connectionString: databaseUrl });
-  await client.connect();
-  resources.listener = client;
-  await client.query(`CREATE OR REPLACE FUNCTION bench_notify_running() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN PERFORM pg_notify('bench_running', NEW.id::text); RETURN NULL; END $$`);
-  await client.query(`CREATE TRIGGER bench_running AFTER UPDATE ON agents FOR EACH ROW
-    WHEN (NEW.phase = 'running' AND OLD.phase IS DISTINCT FROM 'running') EXECUTE FUNCTION bench_notify_running()`);
-  const seen = new Map(); // agent id -> performance.now() of the notification
-  const waiters = new Map(); // agent id -> resolve
-  client.on('notification', (n) => {
-    const at = performance.now();
-    if (n.channel !== 'bench_running' || !n.payload || seen.has(n.payload)) return;
-    seen.set(n.payload, at);
-    const w = waiters.get(n.payload);
-    if (w) {
-      waiters.delete(n.payload);
-      w(at);
-    }
-  });
-  await client.query('LISTEN bench_running');
-  return {
-    /** Resolves with the performance.now() at which the agent was seen running. */
-    running(agentId, timeoutMs = 30_000) {
-      const at = seen.get(agentId);
-      if (at !== undefined) return Promise.resolve(at);
-      return new Promise((resolve, reject) => {
-        const timer = setTimeout(() => {
-          waiters.delete(agentId);
-          reject(new Error(`agent ${agentId} was not running within ${timeoutMs} ms`));
-        }, timeoutMs);
-        waiters.set(agentId, (t) => {
-          clearTimeout(timer);
-          resolve(t);
-        });
-      });
-    },
-  };
-}
 
 /** The broker's `agent.started` events (the supervisor's, which carry `ms`), by agent id. */
 function brokerStarts(broker) {
@@ -549,7 +257,10 @@ async function setUpDispatch(pg, settings, testkit) {
   resources.fixtures.push(fixture);
   const { hub, database } = fixture;
   progress(`dispatch: hub listening on ${hub.url} (pid ${hub.pid})`);
-  const watch = await listenForRunning(pg, database.url);
+  const listener = new pg.Client({ connectionString: database.url });
+  await listener.connect();
+  resources.listener = listener;
+  const watch = await listenForRunning(listener);
 
   const maxAgents = Math.max(settings.agents + settings.warmup, settings.rateAgents) + 50;
   const joined = await registerAndJoinBroker(hub.url, hub.adminToken, { name: 'bench-broker', autoProvide: true }, { maxAgents, runtimes: ['process'] });
@@ -607,6 +318,18 @@ async function withRuntimeStart(broker, samples) {
   return samples;
 }
 
+/** Distributions of a phase's per-agent timings (after withRuntimeStart): end to end, and its parts. */
+function timingStats(samples) {
+  return {
+    e2eMs: stats(samples.map((s) => s.e2eMs)),
+    runtimeStartMs: stats(samples.map((s) => s.runtimeMs)),
+    overheadMs: stats(samples.map((s) => s.overheadMs)),
+    postResponseMs: stats(samples.map((s) => s.postMs)),
+    postToBrokerMs: stats(samples.map((s) => s.toBrokerMs)),
+    brokerToRunningMs: stats(samples.map((s) => s.fromBrokerMs)),
+  };
+}
+
 async function deleteAll(ctx, ids, label) {
   const { hub, database } = ctx;
   const started = performance.now();
@@ -632,7 +355,7 @@ async function deleteAll(ctx, ids, label) {
 
 async function latencyPhase(ctx, settings) {
   const { hub, broker } = ctx;
-  const background = await backgroundCpu('latency', [hub.pid, broker.pid, resources.postgres?.pid].filter(Boolean));
+  const background = await backgroundCpu('latency', [hub.pid, broker.pid, resources.postgres?.pid].filter(Boolean), resources.postgres?.pid);
   progress(`latency: ${settings.warmup} warmup agents (discarded)`);
   const warm = [];
   for (let i = 0; i < settings.warmup; i++) warm.push(await createAndWait(ctx, `warm-${String(i).padStart(4, '0')}`));
@@ -656,12 +379,7 @@ async function latencyPhase(ctx, settings) {
     backgroundBusiest: background.busiest,
     warmupAgents: warm.length,
     warmupE2eMs: warm.map((w) => +w.e2eMs.toFixed(3)),
-    e2eMs: stats(samples.map((s) => s.e2eMs)),
-    runtimeStartMs: stats(samples.map((s) => s.runtimeMs)),
-    overheadMs: stats(samples.map((s) => s.overheadMs)),
-    postResponseMs: stats(samples.map((s) => s.postMs)),
-    postToBrokerMs: stats(samples.map((s) => s.toBrokerMs)),
-    brokerToRunningMs: stats(samples.map((s) => s.fromBrokerMs)),
+    ...timingStats(samples),
     cpuMsPerAgent: cpuDelta(before, after, samples.length),
     cpuPercent: cpuDelta(before, after, (after.at - before.at) / 100),
     samples: samples.map((s) => ({
@@ -691,24 +409,13 @@ async function latencyPhase(ctx, settings) {
 async function ratePhase(ctx, settings) {
   const { hub, broker } = ctx;
   const n = settings.rateAgents;
-  const background = await backgroundCpu('rate', [hub.pid, broker.pid, resources.postgres?.pid].filter(Boolean));
+  const background = await backgroundCpu('rate', [hub.pid, broker.pid, resources.postgres?.pid].filter(Boolean), resources.postgres?.pid);
   progress(`rate: ${n} agents, ${settings.concurrency} in flight (POSTed and not yet running)`);
   const samples = new Array(n);
-  let done = 0;
   const before = cpuSnapshot({ hub: hub.pid, broker: broker.pid });
-  const started = performance.now();
-  const ticker = setInterval(() => {
-    const secs = (performance.now() - started) / 1000;
-    progress(`rate: ${done}/${n} running after ${secs.toFixed(1)} s (${fmt(done / secs, 1)} agents/s so far)`);
-  }, 2_000);
-  try {
-    await pool(n, settings.concurrency, async (i) => {
-      samples[i] = await createAndWait(ctx, `rate-${String(i).padStart(4, '0')}`);
-      done++;
-    });
-  } finally {
-    clearInterval(ticker);
-  }
+  const started = await poolWithProgress('rate', n, settings.concurrency, async (i) => {
+    samples[i] = await createAndWait(ctx, `rate-${String(i).padStart(4, '0')}`);
+  });
   const lastRunning = Math.max(...samples.map((s) => s.sent + s.e2eMs));
   const after = cpuSnapshot({ hub: hub.pid, broker: broker.pid });
   const wallMs = lastRunning - started;
@@ -720,12 +427,7 @@ async function ratePhase(ctx, settings) {
     concurrency: settings.concurrency,
     wallMs,
     agentsPerSec: n / (wallMs / 1000),
-    e2eMs: stats(samples.map((s) => s.e2eMs)),
-    runtimeStartMs: stats(samples.map((s) => s.runtimeMs)),
-    overheadMs: stats(samples.map((s) => s.overheadMs)),
-    postResponseMs: stats(samples.map((s) => s.postMs)),
-    postToBrokerMs: stats(samples.map((s) => s.toBrokerMs)),
-    brokerToRunningMs: stats(samples.map((s) => s.fromBrokerMs)),
+    ...timingStats(samples),
     cpuMsPerAgent: cpuDelta(before, after, n),
     cpuPercent: cpuDelta(before, after, wallMs / 100),
   };
@@ -751,7 +453,6 @@ async function tunnelsPhase(settings, testkit) {
   let stage = 'idle';
   const sample = () => {
     const m = memoryMiB(hub.pid);
-    const own = process.cpuUsage();
     samples.push({
       stage,
       at: performance.now(),
@@ -759,7 +460,7 @@ async function tunnelsPhase(settings, testkit) {
       hwmMiB: m.hwm,
       hubCpuMs: processCpuMs(hub.pid),
       postgresCpuMs: treeCpuMs(resources.postgres?.pid),
-      benchCpuMs: (own.user + own.system) / 1000,
+      benchCpuMs: ownCpuMs(),
       machineCpuMs: machineBusyMs(),
     });
   };
@@ -767,7 +468,7 @@ async function tunnelsPhase(settings, testkit) {
   const sampler = setInterval(sample, 1_000);
   const n = settings.brokers;
   try {
-    const background = await backgroundCpu('tunnels', [hub.pid, resources.postgres?.pid].filter(Boolean));
+    const background = await backgroundCpu('tunnels', [hub.pid, resources.postgres?.pid].filter(Boolean), resources.postgres?.pid);
     stage = 'register';
     progress(`tunnels: registering and joining ${n} brokers (${settings.setupConcurrency} at a time)`);
     const joined = new Array(n);
@@ -996,38 +697,22 @@ function markdownTables(report) {
 // --- main ----------------------------------------------------------------------------------------
 
 async function main() {
-  let settings;
-  try {
-    settings = parseOptions();
-  } catch (err) {
-    process.stderr.write(`bench-dispatch: ${err.message}\n\n${HELP}`);
-    process.exit(2);
-  }
-
-  const needed = ['apps/hub/dist/main.js', 'apps/broker/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js'];
-  const missing = needed.filter((p) => !existsSync(join(ROOT, p)));
-  if (missing.length > 0) {
-    process.stderr.write(`bench-dispatch: the workspace is not built (missing ${missing.join(', ')}).\nRun \`pnpm build\` first, then \`pnpm bench:dispatch\`.\n`);
-    process.exit(1);
-  }
+  const settings = parseOptionsOrExit('bench-dispatch', parseOptions, HELP);
+  requireBuiltWorkspace('dispatch', ['apps/hub/dist/main.js', 'apps/broker/dist/main.js', 'packages/testkit/dist/index.js', 'packages/db/dist/index.js']);
 
   const [testkit, { default: pg }] = await Promise.all([import('@graft/testkit'), import('pg')]);
-  installExitHandlers();
+  const interrupted = installExitHandlers({
+    killNow: (signal) => {
+      killChildrenNow(signal);
+      killAgentGroups(signal);
+    },
+    cleanup,
+    stopping: 'simulated brokers, broker, agents, hubs and Postgres',
+  });
   const startedAt = new Date();
-  const machine = {
-    cpus: availableParallelism(),
-    cpuModel: cpus()[0]?.model ?? 'unknown',
-    node: process.version,
-    platform: `${process.platform}-${process.arch}`,
-    memTotalGiB: +(totalmem() / 2 ** 30).toFixed(1),
-    memFreeGiB: +(freemem() / 2 ** 30).toFixed(1),
-    loadavgAtStart: loadavg(),
-  };
+  const machine = machineInfo();
   const git = gitState();
-  progress(`machine: ${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}, load average ${machine.loadavgAtStart.map((l) => l.toFixed(2)).join(' ')}`);
-  if (machine.loadavgAtStart[0] > machine.cpus * 0.5) {
-    progress(`warning: the machine is already busy (1-min load ${machine.loadavgAtStart[0].toFixed(2)} on ${machine.cpus} CPUs); expect noisy numbers`);
-  }
+  reportMachine(machine);
 
   const phases = {};
   try {
@@ -1058,7 +743,7 @@ async function main() {
       await resources.fixtures.pop()?.stop();
     }
   } catch (err) {
-    if (interrupted) {
+    if (interrupted()) {
       await cleanup();
       return;
     }
@@ -1072,30 +757,13 @@ async function main() {
   progress('stopping Postgres');
   await cleanup();
 
-  const { only, ...plainSettings } = settings;
-  const report = {
-    startedAt,
-    finishedAt: new Date(),
-    machine: { ...machine, loadavgAtEnd: loadavg() },
-    git,
-    settings: { ...plainSettings, only: [...only] },
-    phases,
-  };
+  const report = { ...reportBase(startedAt, machine, git, settings), phases };
   report.verdicts = verdicts(report);
   const tables = markdownTables(report);
   report.markdown = tables;
   process.stdout.write(`\n## Dispatch benchmark, ${startedAt.toISOString()}\n\n${machine.cpus} CPUs (${machine.cpuModel}), node ${machine.node}\n\n${tables}\n`);
-  const failed = report.verdicts.filter((r) => r.pass === false);
-  if (failed.length > 0) {
-    process.stdout.write(`\nFAIL: ${failed.length} target(s) not met: ${failed.map((r) => r.id).join(', ')} (a measurement: the exit code stays 0)\n`);
-  } else {
-    process.stdout.write('\nAll targets met.\n');
-  }
-
-  mkdirSync(settings.outDir, { recursive: true });
-  const file = join(settings.outDir, `dispatch-${startedAt.toISOString().replace(/[:.]/g, '-')}.json`);
-  writeFileSync(file, `${JSON.stringify(report, null, 2)}\n`);
-  progress(`results written to ${relative(process.cwd(), file) || file}`);
+  printVerdict(report.verdicts.filter((r) => r.pass === false).map((r) => r.id));
+  writeResults(settings.outDir, 'dispatch', startedAt, report);
   process.exit(0);
 }
 

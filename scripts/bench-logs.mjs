@@ -7,12 +7,12 @@
 //   fanout    --agents agents × --agent-rate KB/s for --secs s, --followers followers: loss, hub CPU
 // Everything it starts (Postgres, the hub, the broker, agents, temp dirs) is stopped on exit.
 import { createHash, randomUUID } from 'node:crypto';
-import { readFileSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs, percentile, processCpuMs } from './lib/bench-common.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const HELP = `Usage: pnpm bench:logs [options]
@@ -34,8 +34,8 @@ Options:
   -h, --help          this text
 `;
 
-const { values } = parseArgs({
-  options: {
+const values = parseBenchArgs(
+  {
     'pipe-mb': { type: 'string', default: '200' },
     'single-mb': { type: 'string', default: '100' },
     rate: { type: 'string', default: '10' },
@@ -44,14 +44,9 @@ const { values } = parseArgs({
     'agent-rate': { type: 'string', default: '200' },
     followers: { type: 'string', default: '10' },
     secs: { type: 'string', default: '10' },
-    out: { type: 'string', default: join(ROOT, 'bench-results') },
-    help: { type: 'boolean', short: 'h', default: false },
   },
-});
-if (values.help) {
-  process.stdout.write(HELP);
-  process.exit(0);
-}
+  HELP,
+);
 const num = (k) => {
   const n = Number(values[k]);
   if (!Number.isFinite(n) || n <= 0) {
@@ -73,22 +68,12 @@ const S = {
 
 const progress = (m) => process.stderr.write(`[bench:logs] ${m}\n`);
 const fmt = (n) => (n >= 100 ? n.toFixed(0) : n >= 10 ? n.toFixed(1) : n.toFixed(2));
-const pct = (values, p) => {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)] ?? 0;
-};
+const pct = (values, p) => (values.length === 0 ? 0 : percentile([...values].sort((a, b) => a - b), p));
 const cleanups = [];
 async function cleanup() {
   for (const c of cleanups.splice(0).reverse()) await Promise.resolve(c()).catch((err) => progress(`cleanup: ${err.message}`));
 }
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => void cleanup().then(() => process.exit(130)));
-
-/** CPU ms (user + system) of a process, from /proc. */
-function cpuMs(pid) {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = f.slice(f.lastIndexOf(')') + 2).split(' ');
-  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
-}
 
 async function pipePhase() {
   const { WebSocketServer, WebSocket } = await import(join(ROOT, 'apps/hub/node_modules/ws/wrapper.mjs'));
@@ -248,7 +233,7 @@ async function main() {
   const fanFile = join(scripts, 'fan.mjs');
   writeFileSync(fanFile, fanSource);
   await admin.createTemplate({ name: 'fan', projectId, harness: 'command', command: [process.execPath, fanFile] });
-  const hubCpu0 = cpuMs(hub.pid);
+  const hubCpu0 = processCpuMs(hub.pid);
   const fanStart = performance.now();
   const fanIds = [];
   for (let i = 0; i < S.agents; i++) {
@@ -286,7 +271,7 @@ async function main() {
   const groups = Array.from({ length: S.followers }, (_, f) => fanIds.filter((_, i) => i % S.followers === f));
   const results = (await Promise.all(groups.map((ids) => Promise.all(ids.map(followOne))))).flat();
   const fanMs = performance.now() - fanStart;
-  const hubCpu = cpuMs(hub.pid) - hubCpu0;
+  const hubCpu = processCpuMs(hub.pid) - hubCpu0;
   const fanout = {
     agents: S.agents,
     followers: S.followers,

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
+import { parseBenchArgs, percentile } from './lib/bench-common.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 const RUNTIMES = ['process', 'bwrap', 'docker'];
@@ -36,20 +36,15 @@ Options:
 `;
 
 function options() {
-  const { values } = parseArgs({
-    options: {
+  const values = parseBenchArgs(
+    {
       agents: { type: 'string', default: '50' },
       warmup: { type: 'string', default: '5' },
       only: { type: 'string', default: RUNTIMES.join(',') },
       'no-hub': { type: 'boolean', default: false },
-      out: { type: 'string', default: join(ROOT, 'bench-results') },
-      help: { type: 'boolean', short: 'h', default: false },
     },
-  });
-  if (values.help) {
-    process.stdout.write(HELP);
-    process.exit(0);
-  }
+    HELP,
+  );
   const int = (name) => {
     const n = Number(values[name]);
     if (!Number.isInteger(n) || n < 1) throw new Error(`--${name} must be a positive integer, got ${values[name]}`);
@@ -62,7 +57,6 @@ function options() {
 }
 
 const progress = (m) => process.stderr.write(`[bench:runtimes] ${m}\n`);
-const percentile = (sorted, p) => sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
 const stats = (values) => {
   const s = [...values].sort((a, b) => a - b);
   return { n: s.length, p50: percentile(s, 50), p99: percentile(s, 99), mean: s.reduce((a, b) => a + b, 0) / s.length, max: s.at(-1) };
