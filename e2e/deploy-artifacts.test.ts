@@ -15,6 +15,7 @@ import { loadBrokerConfig } from '../apps/broker/src/config.js';
 import { loadHubConfig } from '../apps/hub/src/config.js';
 import { createHubMetrics } from '../apps/hub/src/http/metrics.js';
 import { freePort } from './support/free-port.js';
+import { renderGraftNginxConf } from './support/nginx-balancer.js';
 
 // The deployment material under deploy/: every file parses, agrees with the others (ports, paths,
 // variable names, metric names) and with the code, and the nginx config really fronts two replicas.
@@ -379,10 +380,8 @@ function renderNginx(upstreams: string[], listen: string): string {
   const conf = read('nginx/graft.conf');
   const servers = [...conf.matchAll(/^\s*server\s+([a-z0-9.-]+:\d+)[^;]*;/gm)].map((m) => m[1]);
   expect(servers.length, 'upstream servers in graft.conf').toBe(upstreams.length);
-  let i = 0;
-  const rendered = conf.replace(/^(\s*server\s+)([a-z0-9.-]+:\d+)/gm, (_all, head: string) => `${head}${upstreams[i++]}`);
-  expect(rendered).toMatch(/^\s*listen 80;$/m);
-  return rendered.replace(/^\s*listen 80;$/m, `    listen ${listen};`).replace(/^\s*listen \[::\]:80;$/m, '');
+  expect(conf).toMatch(/^\s*listen 80;$/m);
+  return renderGraftNginxConf(upstreams, [listen]);
 }
 
 function nginxMain(dir: string, include: string): string {

@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { freePort } from './free-port.js';
 
 /** An nginx (Debian's package) balancing HTTP and WebSocket requests over hub replicas. */
@@ -26,9 +27,38 @@ export interface NginxBalancerOptions {
   listen?: readonly string[];
 }
 
-function config(dir: string, port: number, options: NginxBalancerOptions): string {
-  const servers = options.upstreams.map((u) => `    server ${new URL(u).host} max_fails=1 fail_timeout=3s;`).join('\n');
-  const listens = (options.listen ?? ['127.0.0.1']).map((a) => `    listen ${a}:${port};`).join('\n');
+/** The load-balancer config we ship: the cluster tests run exactly this, with their own addresses. */
+const SHIPPED_CONF = join(dirname(fileURLToPath(import.meta.url)), '../../deploy/nginx/graft.conf');
+
+/**
+ * `deploy/nginx/graft.conf` with its upstream `server` lines replaced by `upstreams` (`host:port`)
+ * and its `listen` lines by `listens` (`address:port`). Throws when either pattern is gone from the
+ * shipped file, so a change there cannot silently stop being tested.
+ */
+export function renderGraftNginxConf(upstreams: readonly string[], listens: readonly string[]): string {
+  const conf = readFileSync(SHIPPED_CONF, 'utf8');
+  const server = /^(\s*)server\s+[a-z0-9.-]+:\d+([^;]*);\n/gm;
+  const first = server.exec(conf);
+  if (!first) throw new Error(`${SHIPPED_CONF}: no upstream server lines to replace`);
+  const [, indent = '', options = ''] = first;
+  let placed = false;
+  const withUpstreams = conf.replace(server, () => {
+    if (placed) return '';
+    placed = true;
+    return upstreams.map((u) => `${indent}server ${u}${options};\n`).join('');
+  });
+  const listen = /^(\s*)listen\s+(?:80|\[::\]:80);\n/gm;
+  if (!listen.test(withUpstreams)) throw new Error(`${SHIPPED_CONF}: no listen lines to replace`);
+  placed = false;
+  return withUpstreams.replace(listen, (_all, ind: string) => {
+    if (placed) return '';
+    placed = true;
+    return listens.map((l) => `${ind}listen ${l};\n`).join('');
+  });
+}
+
+/** A main nginx.conf for a private prefix (pid, logs and temp dirs under `dir`) that includes `include`. */
+function mainConf(dir: string, include: string): string {
   return `worker_processes 1;
 pid ${dir}/nginx.pid;
 error_log ${dir}/error.log notice;
@@ -40,36 +70,15 @@ http {
   fastcgi_temp_path ${dir}/fastcgi;
   uwsgi_temp_path ${dir}/uwsgi;
   scgi_temp_path ${dir}/scgi;
-  map $http_upgrade $connection_upgrade { default upgrade; '' close; }
-  upstream hubs {
-${servers}
-  }
-  server {
-${listens}
-    client_max_body_size 64m;
-    location / {
-      proxy_pass http://hubs;
-      proxy_http_version 1.1;
-      proxy_set_header Upgrade $http_upgrade;
-      proxy_set_header Connection $connection_upgrade;
-      proxy_set_header Host $http_host;
-      proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_connect_timeout 2s;
-      proxy_read_timeout 3600s;
-      proxy_send_timeout 3600s;
-      proxy_next_upstream error timeout;
-    }
-  }
+  include ${include};
 }
 `;
 }
 
 /**
- * Writes an nginx config (an upstream of the given replicas, WebSocket upgrades passed through,
- * no buffering, hour-long read timeouts for tunnels and followers, the next replica tried on a
- * connection error or timeout) and runs `nginx -p <tmp> -c <conf> -g 'daemon off;'` on an ephemeral
+ * Runs the shipped `deploy/nginx/graft.conf` (WebSocket upgrades passed through, no buffering,
+ * hour-long read timeouts for tunnels and followers, the next replica tried on a connection error
+ * or timeout) over the given replicas, and runs `nginx -p <tmp> -c <conf> -g 'daemon off;'` on an ephemeral
  * port; resolves once it answers HTTP. Requests that fail at the upstream after being sent (a POST
  * to a replica killed mid-request) are not retried by nginx: the client sees a 502.
  */
@@ -80,7 +89,9 @@ export async function startNginxBalancer(options: NginxBalancerOptions): Promise
   chmodSync(dir, 0o755);
   const port = await freePort();
   const conf = join(dir, 'nginx.conf');
-  writeFileSync(conf, config(dir, port, options));
+  const upstreams = options.upstreams.map((u) => new URL(u).host);
+  writeFileSync(join(dir, 'graft.conf'), renderGraftNginxConf(upstreams, (options.listen ?? ['127.0.0.1']).map((a) => `${a}:${port}`)));
+  writeFileSync(conf, mainConf(dir, join(dir, 'graft.conf')));
   const child: ChildProcess = spawn('nginx', ['-p', dir, '-c', conf, '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr?.on('data', (c: Buffer) => {

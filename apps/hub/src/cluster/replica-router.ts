@@ -364,7 +364,9 @@ export class ReplicaRouter implements TunnelRouter {
         s.sink.closed(TUNNEL_GONE);
         continue;
       }
-      byPeer.set(s.peer, [...(byPeer.get(s.peer) ?? []), id]);
+      const ids = byPeer.get(s.peer);
+      if (ids) ids.push(id);
+      else byPeer.set(s.peer, [id]);
     }
     for (const [id, s] of this.served) {
       if (now - s.lastHeard > STREAM_SILENCE_MS) {
@@ -373,7 +375,9 @@ export class ReplicaRouter implements TunnelRouter {
         s.channel.closeAttach(id);
         continue;
       }
-      byPeer.set(s.peer, [...(byPeer.get(s.peer) ?? []), id]);
+      const ids = byPeer.get(s.peer);
+      if (ids) ids.push(id);
+      else byPeer.set(s.peer, [id]);
     }
     for (const [peer, streamIds] of byPeer) this.sendTo(peer, { type: 'attach_ping', from: this.replicaId, streamIds });
   }
